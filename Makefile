@@ -1,0 +1,46 @@
+# farmlb — see README.md. Every target installs what it needs.
+SHELL := /bin/bash
+export PATH := /usr/local/go/bin:$(HOME)/go/bin:$(PATH)
+GO ?= go
+FUZZTIME ?= 5s
+# The binaries that exist so far; each lands with its issue.
+CMDS := $(notdir $(wildcard cmd/*))
+
+.PHONY: all build test vet lint fmt fuzz-short run bench-select deps clean help
+
+all: build
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
+
+deps: ## install the Debian packages and Go modules the build and tests need
+	@scripts/deps.sh
+	@$(GO) mod download
+
+build: ## build every binary into bin/
+	@mkdir -p bin
+	$(GO) build -trimpath -o bin/ $(addprefix ./cmd/,$(CMDS))
+
+vet:
+	$(GO) vet ./...
+
+lint: vet ## gofmt and go vet (and staticcheck)
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@2025.1.1 ./...
+
+test: deps vet build ## go vet, every test with -race, and a short run of every fuzz target
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	$(GO) test -race -count=1 -timeout 20m ./...
+	@FUZZTIME=$(FUZZTIME) scripts/fuzz-short.sh
+
+fuzz-short: ## run every fuzz target for FUZZTIME (default 5s)
+	@FUZZTIME=$(FUZZTIME) scripts/fuzz-short.sh
+
+run: build ## a demo of what exists so far
+	@scripts/run.sh
+
+bench-select: ## the balance benchmark of the selection policies
+	$(GO) run ./farm/bench/selectsim
+
+clean:
+	rm -rf bin build

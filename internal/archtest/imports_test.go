@@ -1,0 +1,84 @@
+// Package archtest holds the test that keeps the import rules of
+// DESIGN.md ("may import") true: farm stays on the standard library,
+// clientlib stays light enough to embed in any client, nothing imports cmd/.
+package archtest
+
+import (
+	"encoding/json"
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+const module = "github.com/farmlb/farmlb"
+
+type pkg struct {
+	ImportPath string
+	Standard   bool
+	Deps       []string
+}
+
+// listDeps returns, for each package of the module, its transitive
+// dependencies as `go list` reports them.
+func listDeps(t *testing.T) map[string]pkg {
+	t.Helper()
+	out, err := exec.Command("go", "list", "-deps=false", "-json", module+"/...").Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	pkgs := map[string]pkg{}
+	dec := json.NewDecoder(strings.NewReader(string(out)))
+	for dec.More() {
+		var p pkg
+		if err := dec.Decode(&p); err != nil {
+			t.Fatal(err)
+		}
+		pkgs[p.ImportPath] = p
+	}
+	return pkgs
+}
+
+func TestImportRules(t *testing.T) {
+	pkgs := listDeps(t)
+	if _, ok := pkgs[module+"/farm"]; !ok {
+		t.Fatalf("package farm not found in %d packages", len(pkgs))
+	}
+	isStd := func(dep string) bool {
+		first, _, _ := strings.Cut(dep, "/")
+		return !strings.Contains(first, ".")
+	}
+	rules := []struct {
+		name      string
+		pkgPrefix string
+		forbidden func(dep string) bool
+	}{
+		{"farm imports only the standard library", module + "/farm", func(d string) bool {
+			return !isStd(d)
+		}},
+		{"clientlib stays off quic-go, netlink, urfave/cli and peerlink", module + "/clientlib", func(d string) bool {
+			for _, bad := range []string{"github.com/quic-go/", "github.com/vishvananda/", "github.com/urfave/cli", module + "/peerlink", module + "/pushd", module + "/testbed"} {
+				if strings.HasPrefix(d, bad) {
+					return true
+				}
+			}
+			return false
+		}},
+		{"nothing imports cmd/", module + "/", func(d string) bool {
+			return strings.HasPrefix(d, module+"/cmd/")
+		}},
+	}
+	for _, r := range rules {
+		t.Run(r.name, func(t *testing.T) {
+			for path, p := range pkgs {
+				if !strings.HasPrefix(path, r.pkgPrefix) || strings.HasSuffix(path, "_test") {
+					continue
+				}
+				for _, d := range p.Deps {
+					if r.forbidden(d) {
+						t.Errorf("%s depends on %s", path, d)
+					}
+				}
+			}
+		})
+	}
+}
