@@ -44,3 +44,6 @@ bench-select: ## the balance benchmark of the selection policies
 
 clean:
 	rm -rf bin build
+
+# Each component adds its own targets in mk/<component>.mk.
+-include mk/*.mk
