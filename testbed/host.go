@@ -130,6 +130,11 @@ type Proc struct {
 // no daemon running; `testbed down` also kills whatever lives in a prefixed
 // namespace.
 func (h *Host) Start(name string, argv []string, env []string) (*Proc, error) {
+	return h.StartStdin(name, argv, env, nil)
+}
+
+// StartStdin is Start with the process's stdin read from stdin (nil: none).
+func (h *Host) StartStdin(name string, argv []string, env []string, stdin *os.File) (*Proc, error) {
 	if len(argv) == 0 {
 		return nil, errors.New("start: empty command")
 	}
@@ -141,6 +146,9 @@ func (h *Host) Start(name string, argv []string, env []string) (*Proc, error) {
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Stdout = logf
 	cmd.Stderr = logf
+	if stdin != nil {
+		cmd.Stdin = stdin
+	}
 	cmd.Env = append(os.Environ(), env...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	err = h.Do(cmd.Start)
