@@ -42,6 +42,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			drainCommand("drain", "drain a node: it takes no new clients and moves its clients away"),
 			drainCommand("undrain", "undo a drain: the node takes new clients again"),
 			swarmCommand(),
+			caCommand(),
 		},
 		// Errors are printed once, by main.
 		ExitErrHandler: func(*cli.Context, error) {},
