@@ -130,11 +130,12 @@ type Proc struct {
 // no daemon running; `testbed down` also kills whatever lives in a prefixed
 // namespace.
 func (h *Host) Start(name string, argv []string, env []string) (*Proc, error) {
-	return h.StartStdin(name, argv, env, nil)
+	return h.StartIO(name, argv, env, nil, nil)
 }
 
-// StartStdin is Start with the process's stdin read from stdin (nil: none).
-func (h *Host) StartStdin(name string, argv []string, env []string, stdin *os.File) (*Proc, error) {
+// StartIO is Start with the process's stdin read from stdin and its stdout
+// written to stdout instead of the log (nil: no stdin; the log).
+func (h *Host) StartIO(name string, argv []string, env []string, stdin, stdout *os.File) (*Proc, error) {
 	if len(argv) == 0 {
 		return nil, errors.New("start: empty command")
 	}
@@ -148,6 +149,9 @@ func (h *Host) StartStdin(name string, argv []string, env []string, stdin *os.Fi
 	cmd.Stderr = logf
 	if stdin != nil {
 		cmd.Stdin = stdin
+	}
+	if stdout != nil {
+		cmd.Stdout = stdout
 	}
 	cmd.Env = append(os.Environ(), env...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}

@@ -42,7 +42,7 @@ func PlanFor(s *Scenario) Plan {
 			{Name: "ns1", Addr: netip.MustParseAddr("198.18.2.1")},
 			{Name: "ns2", Addr: netip.MustParseAddr("198.18.2.2")},
 		}
-		p.Resolver = HostConfig{Name: "resolver", Addr: netip.MustParseAddr("198.18.3.1")}
+		p.Resolver = HostConfig{Name: "res", Addr: netip.MustParseAddr("198.18.3.1")}
 	}
 	for i := range s.Clients.Hosts {
 		p.Clients = append(p.Clients, HostConfig{Name: fmt.Sprintf("c%d", i+1), Addr: netip.AddrFrom4([4]byte{198, 18, 4, byte(i + 1)})})

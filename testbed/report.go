@@ -144,12 +144,17 @@ func (r *runner) report(balance map[string]int) (*Report, error) {
 	// What the clients got.
 	acked := r.pub.ackedSet()
 	rep.Published = len(acked)
+	swarm := r.s.Clients.Kind != "agent"
 	for _, a := range r.agents {
-		if err := rep.addClients(a.out, acked); err != nil {
+		add := rep.addClients
+		if swarm {
+			add = rep.addSwarm
+		}
+		if err := add(a.out, acked); err != nil {
 			return nil, err
 		}
 	}
-	if n := len(rep.reconnects); n > 0 {
+	if n := len(rep.reconnects); n > 0 && !swarm {
 		slices.Sort(rep.reconnects)
 		rep.Reconnects = n
 		rep.ReconnectMSP50 = percentile(rep.reconnects, 0.50)
@@ -283,6 +288,55 @@ func (rep *Report) addClients(path string, acked map[int]time.Time) error {
 		}
 	}
 	return sc.Err()
+}
+
+// swarmSummary is the part of `farmctl swarm --json`'s summary the lab reads.
+type swarmSummary struct {
+	Clients     int            `json:"clients"`
+	Connected   int            `json:"connected"`
+	Nodes       map[string]int `json:"nodes"`
+	Events      int            `json:"events"`
+	Lost        int            `json:"lost"`
+	Duplicated  int            `json:"duplicated"`
+	Resets      int            `json:"resets"`
+	Failovers   int            `json:"failovers"`
+	ReconnectMs struct {
+		P50 float64 `json:"p50"`
+		P99 float64 `json:"p99"`
+		Max float64 `json:"max"`
+	} `json:"reconnect_ms"`
+}
+
+// addSwarm reads one `farmctl swarm --json` summary. A swarm counts as lost
+// the gaps in each client's sequence; it reports percentiles, not each
+// reconnect, so across several swarms p50 and p99 are the largest of the
+// swarms' (an upper bound) and max is exact.
+func (rep *Report) addSwarm(path string, _ map[int]time.Time) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("swarm output: %w", err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(data)), "\n")
+	var s swarmSummary
+	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &s); err != nil {
+		return fmt.Errorf("swarm output %s: %w (%q)", path, err, data)
+	}
+	rep.Clients += s.Clients
+	rep.Streaming += s.Connected
+	rep.Lost += s.Lost
+	rep.Duplicated += s.Duplicated
+	rep.Resets += s.Resets
+	rep.Reconnects += s.Failovers
+	rep.ReconnectMSP50 = max(rep.ReconnectMSP50, int64(s.ReconnectMs.P50))
+	rep.ReconnectMSP99 = max(rep.ReconnectMSP99, int64(s.ReconnectMs.P99))
+	rep.ReconnectMSMax = max(rep.ReconnectMSMax, int64(s.ReconnectMs.Max))
+	if s.Connected < s.Clients {
+		rep.Notes = append(rep.Notes, fmt.Sprintf("%s: %d of %d clients streaming at the end", filepath.Base(path), s.Connected, s.Clients))
+	}
+	if s.Events == 0 && s.Connected > 0 {
+		rep.Silent += s.Connected
+	}
+	return nil
 }
 
 func percentile(sorted []int64, q float64) int64 {

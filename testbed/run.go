@@ -71,9 +71,11 @@ type runner struct {
 	faults  []faultRecord
 }
 
+// agentProc is one client process: a `testbed agent` (fed arrivals on
+// stdin) or a `farmctl swarm` (started per arrival, ends by itself).
 type agentProc struct {
 	proc  *Proc
-	stdin *os.File
+	stdin *os.File // agent only
 	out   string
 }
 
@@ -214,7 +216,7 @@ func (r *runner) startFarm(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		add("resolver", "unbound", r.cfg.Unbound, "-d", "-c", conf)
+		add(r.plan.Resolver.Name, "unbound", r.cfg.Unbound, "-d", "-c", conf)
 	}
 	for _, h := range r.plan.Hosts() {
 		d, ok := r.daemons[h.Name]
@@ -325,12 +327,16 @@ func (r *runner) play(ctx context.Context) (*Report, error) {
 	stopAll := func() {
 		stopPub()
 		for _, a := range r.agents {
-			a.stdin.Close()
+			if a.stdin != nil {
+				a.stdin.Close()
+			} else {
+				_ = a.proc.Signal(syscall.SIGINT) // a swarm summarises on SIGINT
+			}
 		}
 		for _, a := range r.agents {
 			select {
 			case <-a.proc.Done():
-			case <-time.After(20 * time.Second):
+			case <-time.After(30 * time.Second):
 				_ = a.proc.Signal(syscall.SIGKILL)
 				<-a.proc.Done()
 			}
@@ -390,8 +396,9 @@ func (r *runner) play(ctx context.Context) (*Report, error) {
 }
 
 func (r *runner) startAgents() error {
-	per := make([]int, len(r.plan.Clients))
-	_ = per
+	if r.s.Clients.Kind != "agent" {
+		return nil // swarms start at each arrival
+	}
 	for i, c := range r.plan.Clients {
 		h, _ := r.lab.Host(c.Name)
 		argv := append([]string(nil), r.cfg.Agent...)
@@ -409,7 +416,7 @@ func (r *runner) startAgents() error {
 		if err != nil {
 			return err
 		}
-		p, err := h.StartStdin("agent", argv, nil, rd)
+		p, err := h.StartIO("agent", argv, nil, rd, nil)
 		rd.Close()
 		if err != nil {
 			wr.Close()
@@ -420,16 +427,58 @@ func (r *runner) startAgents() error {
 	return nil
 }
 
+// startSwarm starts `farmctl swarm` on client host c for n of the step's
+// clients: spread over the step's ramp, checking the published sequence, a
+// JSON summary on stdout when it is interrupted at the end.
+func (r *runner) startSwarm(c HostConfig, st Step, n int) error {
+	h, _ := r.lab.Host(c.Name)
+	ramp := st.Over
+	if ramp <= 0 {
+		ramp = time.Millisecond
+	}
+	argv := []string{filepath.Join(r.cfg.BinDir, "farmctl"), "swarm", "--clients", fmt.Sprint(n), "--ramp", ramp.String(),
+		"--interval", "0", "--check-seq", "--json", "--seed", fmt.Sprint(r.cfg.Seed*1000 + uint64(len(r.agents)))}
+	if r.s.Clients.Discovery == "dns" {
+		argv = append(argv, "--dns", netip.AddrPortFrom(r.plan.Resolver.Addr, dnsPort).String(), "--zone", Service, "--http-port", fmt.Sprint(httpPort))
+	} else {
+		for _, n := range r.plan.Nodes {
+			argv = append(argv, "--url", NodeURL(n)+"/farm")
+		}
+	}
+	argv = append(argv, r.s.Publish.Topic)
+	out := filepath.Join(r.cfg.OutDir, "clients", fmt.Sprintf("%s-%d.json", c.Name, len(r.agents)))
+	f, err := os.Create(out)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	p, err := h.StartIO("swarm", argv, nil, nil, f)
+	if err != nil {
+		return err
+	}
+	r.agents = append(r.agents, &agentProc{proc: p, out: out})
+	return nil
+}
+
 // apply carries out one step of the timeline.
 func (r *runner) apply(st Step) {
 	if st.Arrive > 0 {
-		n := len(r.agents)
-		for i, a := range r.agents {
+		n := len(r.plan.Clients)
+		for i, c := range r.plan.Clients {
 			share := st.Arrive / n
 			if i < st.Arrive%n {
 				share++
 			}
-			fmt.Fprintf(a.stdin, "arrive %d %s\n", share, st.Over)
+			if share == 0 {
+				continue
+			}
+			if r.s.Clients.Kind == "agent" {
+				fmt.Fprintf(r.agents[i].stdin, "arrive %d %s\n", share, st.Over)
+				continue
+			}
+			if err := r.startSwarm(c, st, share); err != nil {
+				r.progress("clients on %s: %v", c.Name, err)
+			}
 		}
 		r.progress("%d clients arrive over %v", st.Arrive, st.Over)
 		return

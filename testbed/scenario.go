@@ -50,6 +50,10 @@ type NodeSpec struct {
 
 // ClientSpec describes the clients.
 type ClientSpec struct {
+	// Kind is "swarm" (`farmctl swarm` processes, one per arrival step and
+	// client host; the real client) or "agent" (the lab's own client,
+	// `testbed agent`, which records every reconnect and every message).
+	Kind string
 	// Hosts is how many client hosts the clients are spread over.
 	Hosts int
 	// Discovery is "dns" (the _farm TXT record through the resolver host)
@@ -145,6 +149,7 @@ type rawNode struct {
 }
 
 type rawClients struct {
+	Kind        string `yaml:"kind"`
 	Hosts       int    `yaml:"hosts"`
 	Discovery   string `yaml:"discovery"`
 	IdleTimeout string `yaml:"idle_timeout"`
@@ -256,7 +261,14 @@ func ParseScenario(data []byte) (*Scenario, error) {
 		}
 		s.Nodes = append(s.Nodes, NodeSpec{Name: n.Name, Priority: p, Capacity: n.Capacity})
 	}
-	s.Clients = ClientSpec{Hosts: raw.Clients.Hosts, Discovery: raw.Clients.Discovery}
+	s.Clients = ClientSpec{Kind: raw.Clients.Kind, Hosts: raw.Clients.Hosts, Discovery: raw.Clients.Discovery}
+	switch s.Clients.Kind {
+	case "":
+		s.Clients.Kind = "swarm"
+	case "swarm", "agent":
+	default:
+		bad("clients.kind", "%q is not swarm or agent", s.Clients.Kind)
+	}
 	if s.Clients.Hosts == 0 {
 		s.Clients.Hosts = 1
 	}

@@ -50,7 +50,7 @@ func TestParseScenarioDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	switch {
-	case !s.DNS, s.Clients.Discovery != "dns", s.Clients.Hosts != 1:
+	case !s.DNS, s.Clients.Discovery != "dns", s.Clients.Hosts != 1, s.Clients.Kind != "swarm":
 		t.Errorf("dns defaults: %+v %+v", s.DNS, s.Clients)
 	case s.Publish.Topic != "seq", s.Publish.Rate != 10:
 		t.Errorf("publish defaults: %+v", s.Publish)
@@ -90,6 +90,7 @@ func TestParseScenarioErrorsNameTheKey(t *testing.T) {
 		{"dns discovery without dns", minimal + "dns: false\nclients: {discovery: dns}\n", `clients.discovery: "dns" needs dns: true`},
 		{"bad topic", minimal + "publish: {topic: farmlb-x}\n", `publish.topic: "farmlb-x" is not a topic name`},
 		{"bad rate", minimal + "publish: {rate: -1}\n", "publish.rate: -1 is not between"},
+		{"bad client kind", minimal + "clients: {kind: robots}\n", `clients.kind: "robots" is not swarm or agent`},
 		{"wrong type", minimal + "clients: {hosts: many}\n", "cannot unmarshal !!str `many` into int"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
