@@ -430,7 +430,13 @@ func writeReport(dir string, s *Scenario, rep *Report, rc *recorder) error {
 	if err := os.WriteFile(filepath.Join(dir, "users.svg"), []byte(lineChart("Users per node", "seconds", "users", nodes, series, marks)), 0o644); err != nil {
 		return err
 	}
-	if err := os.WriteFile(filepath.Join(dir, "reconnect.svg"), []byte(histogram("Reconnect times", "milliseconds", "reconnects", rep.reconnects)), 0o644); err != nil {
+	chart := histogram("Reconnect times", "milliseconds", "reconnects", rep.reconnects)
+	if len(rep.reconnects) == 0 && rep.Reconnects > 0 {
+		chart = percentileBars("Reconnect times", "milliseconds", []string{"p50", "p99", "max"},
+			[]int64{rep.ReconnectMSP50, rep.ReconnectMSP99, rep.ReconnectMSMax},
+			fmt.Sprintf("%d failovers; farmctl swarm reports percentiles (clients.kind: agent records each)", rep.Reconnects))
+	}
+	if err := os.WriteFile(filepath.Join(dir, "reconnect.svg"), []byte(chart), 0o644); err != nil {
 		return err
 	}
 	var b strings.Builder

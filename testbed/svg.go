@@ -149,3 +149,21 @@ func histogram(title, xLabel, yLabel string, values []int64) string {
 	fmt.Fprintf(&f.b, `<text x="%d" y="%d">n = %d</text>`+"\n", chartW-padR+12, padT+10, len(values))
 	return f.done()
 }
+
+// percentileBars draws labelled bars (milliseconds): the reconnect-time
+// distribution as far as `farmctl swarm` reports it (p50, p99, max).
+func percentileBars(title, yLabel string, labels []string, values []int64, note string) string {
+	hi := 1.0
+	for _, v := range values {
+		hi = max(hi, float64(v))
+	}
+	f := newFrame(title, "", yLabel, float64(len(values)), hi*1.1)
+	slot := f.x(1) - f.x(0)
+	for i, v := range values {
+		x, y := f.x(float64(i))+slot*0.2, f.y(float64(v))
+		fmt.Fprintf(&f.b, `<rect x="%.1f" y="%.1f" width="%.1f" height="%.1f" fill="%s"/>`+"\n", x, y, slot*0.6, float64(chartH-padB)-y, palette[0])
+		fmt.Fprintf(&f.b, `<text x="%.1f" y="%.1f" text-anchor="middle">%s: %d ms</text>`+"\n", x+slot*0.3, y-6, html.EscapeString(labels[i]), v)
+	}
+	fmt.Fprintf(&f.b, `<text x="%d" y="%d" fill="#555" font-size="10">%s</text>`+"\n", padL+8, padT+12, html.EscapeString(note))
+	return f.done()
+}

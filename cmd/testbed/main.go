@@ -52,7 +52,7 @@ func newApp(stdout, stderr io.Writer, stdin io.Reader) *cli.App {
 		}
 		return slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 	}
-	return &cli.App{
+	app := &cli.App{
 		Name:  "testbed",
 		Usage: "a network-namespace lab that runs the real farm, breaks it, and measures what users feel",
 		Description: `The lab is one Linux bridge and one network namespace per host, joined by veth
@@ -109,6 +109,13 @@ runtime error or a failed scenario, 2 a usage error.`,
 			agentCommand(),
 		},
 	}
+	// Bad flags are usage errors (exit 2), like bad arguments.
+	onUsage := func(_ *cli.Context, err error, _ bool) error { return cli.Exit(err.Error(), 2) }
+	app.OnUsageError = onUsage
+	for _, c := range app.Commands {
+		c.OnUsageError = onUsage
+	}
+	return app
 }
 
 var scenarioDirFlag = &cli.StringFlag{Name: "scenarios", Value: "testbed/scenarios", EnvVars: []string{"FARMLB_TESTBED_SCENARIOS"},
