@@ -91,6 +91,40 @@ type faultRecord struct {
 // timeline, and writes report.json and report.md into OutDir. The lab is
 // removed when Run returns, also when ctx is cancelled (Ctrl-C).
 func Run(ctx context.Context, cfg RunConfig) (*Report, error) {
+	f, err := StartFarm(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return f.r.play(ctx)
+}
+
+// Farm is a scenario's lab with the farm running in it and whole.
+type Farm struct{ r *runner }
+
+// Close stops every process and removes the lab.
+func (f *Farm) Close() error { return f.r.lab.Close() }
+
+// Describe writes where everything is, for someone who wants to poke at it.
+func (f *Farm) Describe(w io.Writer) {
+	for _, h := range f.r.lab.Hosts() {
+		what := "client host"
+		if d, ok := f.r.daemons[h.Name]; ok {
+			what = d.name
+			if d.name == "pushd" {
+				what += " " + NodeURL(HostConfig{Addr: h.Addr})
+			}
+		} else if h.Name == "mon" {
+			what = "monitor"
+		}
+		fmt.Fprintf(w, "%-8s %-14s %-12s %s\n", h.Name, h.NS, h.Addr, what)
+	}
+	fmt.Fprintf(w, "logs: %s\nfarm file: %s\n", f.r.lab.LogDir(), filepath.Join(f.r.farmDir, "farm.yaml"))
+}
+
+// StartFarm builds the scenario's lab and starts the farm in it, and
+// returns once every node lists every node UP (and the resolver answers).
+func StartFarm(ctx context.Context, cfg RunConfig) (_ *Farm, err error) {
 	if err := RequireRoot(); err != nil {
 		return nil, err
 	}
@@ -153,8 +187,10 @@ func Run(ctx context.Context, cfg RunConfig) (*Report, error) {
 		return nil, err
 	}
 	defer func() {
-		if err := r.lab.Close(); err != nil {
-			r.log.Error("lab teardown", "err", err)
+		if err != nil {
+			if cerr := r.lab.Close(); cerr != nil {
+				r.log.Error("lab teardown", "err", cerr)
+			}
 		}
 	}()
 	r.mon, _ = r.lab.Host("mon")
@@ -163,7 +199,7 @@ func Run(ctx context.Context, cfg RunConfig) (*Report, error) {
 	if err := r.startFarm(ctx); err != nil {
 		return nil, err
 	}
-	return r.play(ctx)
+	return &Farm{r: r}, nil
 }
 
 func (r *runner) progress(format string, args ...any) {

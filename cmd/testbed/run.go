@@ -100,13 +100,18 @@ Exits 1 if any scenario missed its expectations.`,
 func upCommand(prefix *cli.StringFlag, verbose *cli.BoolFlag, logger func(*cli.Context) *slog.Logger) *cli.Command {
 	return &cli.Command{
 		Name:      "up",
-		Usage:     "build the hosts of a scenario's lab and keep them until Ctrl-C",
+		Usage:     "build the hosts of a scenario's lab (with --farm: and start the farm) and keep them until Ctrl-C",
 		ArgsUsage: "[SCENARIO]",
 		Description: `Builds the bridge, the namespaces and the links of a scenario's lab (default:
 failover) with nothing running in them, prints each host with its namespace and
-address, and waits. Try e.g. "ip netns exec flb-serverA ip addr". Ctrl-C (or
-SIGTERM) removes everything; after a crash, "testbed down" does.`,
+address, and waits. With --farm it also starts the scenario's farm (pushd, dnsd,
+Unbound) and waits until it is whole. Try e.g. "ip netns exec flb-mon curl
+http://198.18.1.1:8080/farm". Ctrl-C (or SIGTERM) removes everything; after a
+crash, "testbed down" does.`,
 		Flags: []cli.Flag{prefix, verbose, scenarioDirFlag,
+			&cli.BoolFlag{Name: "farm", EnvVars: []string{"FARMLB_TESTBED_FARM"}, Usage: "also start the farm in the lab"},
+			&cli.StringFlag{Name: "bin", Value: "bin", EnvVars: []string{"FARMLB_TESTBED_BIN"}, Usage: "`DIR` holding pushd, dnsd and farmctl (with --farm)"},
+			&cli.StringFlag{Name: "out", Value: "build/testbed/up", EnvVars: []string{"FARMLB_TESTBED_OUT"}, Usage: "`DIR` for the farm's files and logs (with --farm)"},
 			&cli.StringFlag{Name: "logs", EnvVars: []string{"FARMLB_TESTBED_LOGS"}, Usage: "`DIR` for the hosts' log files (default: a new temporary folder)"}},
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 1 {
@@ -126,6 +131,17 @@ SIGTERM) removes everything; after a crash, "testbed down" does.`,
 			}
 			if err := testbed.RequireRoot(); err != nil {
 				return err
+			}
+			if c.Bool("farm") {
+				f, err := testbed.StartFarm(c.Context, testbed.RunConfig{Scenario: s, BinDir: c.String("bin"), OutDir: c.String("out"),
+					Prefix: c.String("prefix"), Progress: c.App.ErrWriter, Logger: logger(c)})
+				if err != nil {
+					return err
+				}
+				f.Describe(c.App.Writer)
+				fmt.Fprintln(c.App.Writer, "farm up; Ctrl-C removes it")
+				<-c.Context.Done()
+				return f.Close()
 			}
 			lab, err := testbed.Up(testbed.LabConfig{Prefix: c.String("prefix"), Hosts: testbed.PlanFor(s).Hosts(), LogDir: c.String("logs"), Logger: logger(c)})
 			if err != nil {
