@@ -55,6 +55,10 @@ type Report struct {
 	// nodes, at the end (after settling); Users are those counts.
 	MaxOverMean float64        `json:"max_over_mean"`
 	Users       map[string]int `json:"users"`
+	// Stranded are clients that arrived but were not streaming from a live
+	// node at the end: Clients less the users the UP nodes report. A client
+	// stuck on a dead node's socket shows here, whatever it believes.
+	Stranded int `json:"stranded"`
 
 	// FalseDown counts observations (a member's list, polled every 100 ms)
 	// that showed a node DOWN while it was running and reachable by clients.
@@ -161,6 +165,11 @@ func (r *runner) report(balance map[string]int) (*Report, error) {
 		rep.ReconnectMSP99 = percentile(rep.reconnects, 0.99)
 		rep.ReconnectMSMax = rep.reconnects[n-1]
 	}
+	live := 0
+	for _, u := range balance {
+		live += u
+	}
+	rep.Stranded = max(0, rep.Clients-live)
 	if len(balance) > 0 {
 		sum, most := 0, 0
 		for _, u := range balance {
@@ -372,6 +381,9 @@ func (rep *Report) check(e Expect) {
 	if rep.Clients == 0 {
 		fail("no client reported")
 	}
+	if rep.Stranded > 0 {
+		fail("%d clients not streaming from a live node at the end", rep.Stranded)
+	}
 	if rep.Silent > 0 {
 		fail("%d clients connected but never got a message", rep.Silent)
 	}
@@ -384,9 +396,9 @@ func (rep *Report) Summary() string {
 	if !rep.Pass {
 		verdict = "FAIL (" + strings.Join(rep.Failures, "; ") + ")"
 	}
-	return fmt.Sprintf("%-16s %s  detect_ms_max=%d dns_removed_ms=%d reconnect_ms p50/p99/max=%d/%d/%d lost=%d duplicated=%d max_over_mean=%.2f false_down=%d clients=%d published=%d",
+	return fmt.Sprintf("%-16s %s  detect_ms_max=%d dns_removed_ms=%d reconnect_ms p50/p99/max=%d/%d/%d lost=%d duplicated=%d max_over_mean=%.2f false_down=%d stranded=%d clients=%d published=%d",
 		rep.Scenario, verdict, rep.DetectMSMax, rep.DNSRemovedMS, rep.ReconnectMSP50, rep.ReconnectMSP99, rep.ReconnectMSMax,
-		rep.Lost, rep.Duplicated, rep.MaxOverMean, rep.FalseDown, rep.Clients, rep.Published)
+		rep.Lost, rep.Duplicated, rep.MaxOverMean, rep.FalseDown, rep.Stranded, rep.Clients, rep.Published)
 }
 
 // usersSeries is each node's own report of its users over time, in seconds
@@ -463,6 +475,7 @@ func writeReport(dir string, s *Scenario, rep *Report, rc *recorder) error {
 	row("resets", rep.Resets)
 	row("published (acknowledged)", rep.Published)
 	row("clients / streaming at the end / silent", fmt.Sprintf("%d / %d / %d", rep.Clients, rep.Streaming, rep.Silent))
+	row("stranded (not on a live node at the end)", rep.Stranded)
 	row("max_over_mean", rep.MaxOverMean)
 	row("users at the end", fmtUsers(rep.Users))
 	row("false_down", rep.FalseDown)
