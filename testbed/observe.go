@@ -169,10 +169,15 @@ func (r *runner) startObservers(ctx context.Context, wg *sync.WaitGroup) {
 	}
 }
 
+// queryTimeout is how long a query may take: 3 s, a little under what a
+// stub resolver waits (glibc: 5 s), so that a resolver working its way past
+// a dead name server counts as slow, not failed.
+const queryTimeout = 3 * time.Second
+
 // exchange sends m to server from host h: over UDP, and again over TCP when
 // the answer is truncated.
 func exchange(ctx context.Context, h *Host, server string, m *dns.Msg) (*dns.Msg, error) {
-	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	ctx, cancel := context.WithTimeout(ctx, queryTimeout)
 	defer cancel()
 	for _, network := range []string{"udp", "tcp"} {
 		c, err := h.DialContext(ctx, network, server)
