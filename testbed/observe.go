@@ -38,6 +38,7 @@ type dnsSample struct {
 
 type recorder struct {
 	start time.Time
+	end   time.Time // end of the timeline, set by balanceNow
 
 	mu       sync.Mutex
 	lists    []listSample
@@ -87,6 +88,7 @@ func (rc *recorder) usersNow(node string) string {
 func (rc *recorder) balanceNow(p Plan) map[string]int {
 	rc.mu.Lock()
 	defer rc.mu.Unlock()
+	rc.end = time.Now()
 	out := map[string]int{}
 	seen := map[string]bool{}
 	for i := len(rc.lists) - 1; i >= 0 && len(seen) < len(p.Nodes); i-- {

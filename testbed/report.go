@@ -402,14 +402,15 @@ func (rep *Report) Summary() string {
 }
 
 // usersSeries is each node's own report of its users over time, in seconds
-// since the start; a node that did not answer counts 0.
+// since the start, until the end of the timeline; NaN where the node did
+// not answer (a gap in the chart: its clients may still hang on to it).
 func usersSeries(rc *recorder, nodes []string) map[string][][2]float64 {
 	out := map[string][][2]float64{}
 	for _, s := range rc.lists {
-		if !slices.Contains(nodes, s.reporter) {
+		if !slices.Contains(nodes, s.reporter) || (!rc.end.IsZero() && s.at.After(rc.end)) {
 			continue
 		}
-		u := 0.0
+		u := math.NaN()
 		if s.list != nil {
 			if sv, ok := s.list.Find(s.reporter); ok {
 				u = float64(sv.Users)

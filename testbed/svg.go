@@ -89,7 +89,9 @@ func lineChart(title, xLabel, yLabel string, names []string, series map[string][
 	xMax, yMax := 1.0, 1.0
 	for _, pts := range series {
 		for _, p := range pts {
-			xMax, yMax = max(xMax, p[0]), max(yMax, p[1])
+			if !math.IsNaN(p[1]) {
+				xMax, yMax = max(xMax, p[0]), max(yMax, p[1])
+			}
 		}
 	}
 	f := newFrame(title, xLabel, yLabel, xMax, yMax*1.1)
@@ -100,13 +102,22 @@ func lineChart(title, xLabel, yLabel string, names []string, series map[string][
 	}
 	for i, name := range names {
 		color := palette[i%len(palette)]
+		// A NaN (no answer) breaks the line.
 		var pts []string
+		flush := func() {
+			if len(pts) > 0 {
+				fmt.Fprintf(&f.b, `<polyline fill="none" stroke="%s" stroke-width="1.5" points="%s"/>`+"\n", color, strings.Join(pts, " "))
+			}
+			pts = nil
+		}
 		for _, p := range series[name] {
+			if math.IsNaN(p[1]) {
+				flush()
+				continue
+			}
 			pts = append(pts, fmt.Sprintf("%.1f,%.1f", f.x(p[0]), f.y(p[1])))
 		}
-		if len(pts) > 0 {
-			fmt.Fprintf(&f.b, `<polyline fill="none" stroke="%s" stroke-width="1.5" points="%s"/>`+"\n", color, strings.Join(pts, " "))
-		}
+		flush()
 		ly := padT + 16*i
 		fmt.Fprintf(&f.b, `<rect x="%d" y="%d" width="12" height="3" fill="%s"/>`+"\n", chartW-padR+12, ly+4, color)
 		fmt.Fprintf(&f.b, `<text x="%d" y="%d">%s</text>`+"\n", chartW-padR+30, ly+9, html.EscapeString(name))
