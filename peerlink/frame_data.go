@@ -6,7 +6,7 @@ import "fmt"
 // stream from the control stream (which opens with hello).
 type openDataFrame struct{}
 
-func (*openDataFrame) frameType() frameType           { return typeOpenData }
+func (*openDataFrame) frameType() frameType          { return typeOpenData }
 func (*openDataFrame) appendPayload(b []byte) []byte { return b }
 func (*openDataFrame) parsePayload(p []byte) error {
 	r := reader{b: p}

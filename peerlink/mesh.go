@@ -38,7 +38,9 @@ type RemoteError struct {
 	Msg  string
 }
 
-func (e *RemoteError) Error() string { return fmt.Sprintf("peer %s refused the message: %s", e.Peer, e.Msg) }
+func (e *RemoteError) Error() string {
+	return fmt.Sprintf("peer %s refused the message: %s", e.Peer, e.Msg)
+}
 
 // Mesh is one member's end of the farm mesh. It implements farm.Source.
 type Mesh struct {
@@ -88,20 +90,20 @@ type peer struct {
 	member config.Member
 	dials  bool // this member dials the peer (its name sorts first)
 
-	link         *link     // (mu) the current connection, or nil
-	linkGone     chan struct{} // (mu) closed when link becomes nil
-	inc          uint64    // (mu) the peer's incarnation as last seen in a hello
-	state        peerState // (mu)
-	lastHeard    time.Time // (mu) last frame of any kind straight from the peer
-	round        *round    // (mu) the probe round while suspect
-	rec          record    // (mu) the peer's latest record
-	hbSeq        uint64    // (mu) heartbeats sent to the peer
-	lastHBNanos  uint64    // (mu) SentNanos of the peer's last heartbeat
-	lastHBAt     time.Time // (mu) when it arrived
-	out          outbox
-	recvMu       sync.Mutex // serialises delivery to the Handler
-	recvInc      uint64     // (recvMu) incarnation recvSeq belongs to
-	recvSeq      uint64     // (recvMu) last data seq delivered
+	link        *link         // (mu) the current connection, or nil
+	linkGone    chan struct{} // (mu) closed when link becomes nil
+	inc         uint64        // (mu) the peer's incarnation as last seen in a hello
+	state       peerState     // (mu)
+	lastHeard   time.Time     // (mu) last frame of any kind straight from the peer
+	round       *round        // (mu) the probe round while suspect
+	rec         record        // (mu) the peer's latest record
+	hbSeq       uint64        // (mu) heartbeats sent to the peer
+	lastHBNanos uint64        // (mu) SentNanos of the peer's last heartbeat
+	lastHBAt    time.Time     // (mu) when it arrived
+	out         outbox
+	recvMu      sync.Mutex // serialises delivery to the Handler
+	recvInc     uint64     // (recvMu) incarnation recvSeq belongs to
+	recvSeq     uint64     // (recvMu) last data seq delivered
 }
 
 // round is one probe round about a suspect peer.

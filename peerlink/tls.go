@@ -173,4 +173,3 @@ func nameOf(cs tls.ConnectionState, isMember func(string) (string, bool)) (strin
 	}
 	return canon, nil
 }
-
