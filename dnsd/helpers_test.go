@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.uber.org/goleak"
 
 	"github.com/farmlb/farmlb/farm"
@@ -193,4 +195,41 @@ func norm(t testing.TB, lines ...string) []string {
 		rrs = append(rrs, rr)
 	}
 	return rrStrings(rrs)
+}
+
+// watchTables returns a channel that receives each table the server takes
+// from its source from now on.
+func (s *Server) watchTables(t testing.TB) <-chan *farm.List {
+	ch := make(chan *farm.List, 64)
+	s.buildMu.Lock()
+	s.tableHook = func(l *farm.List) {
+		select {
+		case ch <- l:
+		default:
+			t.Error("table watch channel full")
+		}
+	}
+	s.buildMu.Unlock()
+	return ch
+}
+
+// waitTable waits until the server has taken table l.
+func waitTable(t testing.TB, tables <-chan *farm.List, l *farm.List) {
+	t.Helper()
+	timeout := time.After(10 * time.Second)
+	for {
+		select {
+		case got := <-tables:
+			if got == l {
+				return
+			}
+		case <-timeout:
+			t.Fatal("the server did not take the table within 10s")
+		}
+	}
+}
+
+func gaugeValue(t testing.TB, c prometheus.Collector) float64 {
+	t.Helper()
+	return testutil.ToFloat64(c)
 }

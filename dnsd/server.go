@@ -43,6 +43,9 @@ type Server struct {
 	lastUp   *farm.List // the last table with an UP server (HoldLastUp)
 	held     bool
 	lastNote string
+	// tableHook, when set (by tests), is called with each source table
+	// taken, under buildMu.
+	tableHook func(*farm.List)
 
 	mu       sync.Mutex
 	udp      []net.PacketConn
@@ -113,6 +116,7 @@ func (s *Server) rebuild(force bool) error {
 		return nil
 	}
 	s.source = l
+	taken := l
 	up := countUp(l)
 	held := false
 	if s.cfg.HoldLastUp && up == 0 && s.lastUp != nil {
@@ -160,6 +164,9 @@ func (s *Server) rebuild(force bool) error {
 		s.metrics.tableServers.WithLabelValues(st.String()).Set(float64(counts[st]))
 	}
 	s.log.Debug("table taken", "servers", len(l.Servers), "up", up, "serial", s.serial, "held", held)
+	if s.tableHook != nil {
+		s.tableHook(taken)
+	}
 	return nil
 }
 

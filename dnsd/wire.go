@@ -261,6 +261,10 @@ func (z *zone) slow(buf, q []byte, udp bool) ([]byte, result) {
 		len(req.Question) != 1 || len(req.Answer) != 0 || len(req.Ns) != 0 {
 		return headerOnly(dns.RcodeFormatError)
 	}
+	// miekg/dns also takes a question without its type or class.
+	if _, end, err := dns.UnpackDomainName(q, headerLen); err != nil || end+4 > len(q) {
+		return headerOnly(dns.RcodeFormatError)
+	}
 	var opt *dns.OPT
 	for _, rr := range req.Extra {
 		if o, ok := rr.(*dns.OPT); ok {
