@@ -216,11 +216,17 @@ func (s *Server) watchTables(t testing.TB) <-chan *farm.List {
 // waitTable waits until the server has taken table l.
 func waitTable(t testing.TB, tables <-chan *farm.List, l *farm.List) {
 	t.Helper()
+	waitTableWhere(t, tables, func(got *farm.List) bool { return got == l })
+}
+
+// waitTableWhere waits until the server has taken a table for which ok holds.
+func waitTableWhere(t testing.TB, tables <-chan *farm.List, ok func(*farm.List) bool) {
+	t.Helper()
 	timeout := time.After(10 * time.Second)
 	for {
 		select {
 		case got := <-tables:
-			if got == l {
+			if ok(got) {
 				return
 			}
 		case <-timeout:

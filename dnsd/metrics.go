@@ -115,7 +115,7 @@ func newMetrics(age func() float64) *metrics {
 		queriesDesc: prometheus.NewDesc("farmlb_dnsd_queries_total", "DNS queries answered, by query type and response code (none: no reply).", []string{"type", "rcode"}, nil),
 		truncDesc:   prometheus.NewDesc("farmlb_dnsd_truncated_total", "UDP answers sent truncated (TC set) because they did not fit the client's buffer.", nil, nil),
 		slowDesc:    prometheus.NewDesc("farmlb_dnsd_slow_path_total", "Queries answered by the general (miekg/dns) path instead of the precomputed one.", nil, nil),
-		latencyDesc: prometheus.NewDesc("farmlb_dnsd_answer_duration_seconds", "Time from reading a query to writing its answer (UDP answers are timed per batch).", nil, nil),
+		latencyDesc: prometheus.NewDesc("farmlb_dnsd_answer_duration_seconds", "Time from reading a query to its answer being ready to send (UDP queries are timed per batch of reads).", nil, nil),
 		tableAge: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "farmlb_dnsd_table_age_seconds",
 			Help: "Seconds since the table the answers come from was taken from the source (grows while the source is silent or the table is held).",

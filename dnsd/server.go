@@ -464,6 +464,7 @@ func (s *Server) serveUDP(c net.PacketConn, st *stats) {
 			out[k].Addr = m.Addr
 			k++
 		}
+		st.observe(time.Since(start), n)
 		for sent := 0; sent < k; {
 			w, err := bc.WriteBatch(out[sent:k], 0)
 			if err != nil {
@@ -475,7 +476,6 @@ func (s *Server) serveUDP(c net.PacketConn, st *stats) {
 			}
 			sent += w
 		}
-		st.observe(time.Since(start), n)
 		for i := 0; i < n; i++ {
 			in[i].Addr = nil
 		}
@@ -499,12 +499,12 @@ func (s *Server) serveUDPSimple(c net.PacketConn, st *stats) {
 		start := time.Now()
 		reply, res := s.zone.Load().answer(out[:0], buf[:n], true)
 		st.record(res)
+		st.observe(time.Since(start), 1)
 		if reply != nil {
 			if _, err := c.WriteTo(reply, from); errors.Is(err, net.ErrClosed) {
 				return
 			}
 		}
-		st.observe(time.Since(start), 1)
 	}
 }
 
@@ -584,6 +584,7 @@ func (s *Server) serveConn(c net.Conn, st *stats) {
 		start := time.Now()
 		reply, res := s.zone.Load().answer(buf[:0], query[:n], false)
 		st.record(res)
+		st.observe(time.Since(start), 1)
 		if reply == nil {
 			continue
 		}
@@ -596,7 +597,6 @@ func (s *Server) serveConn(c net.Conn, st *stats) {
 		if _, err := bufs.WriteTo(c); err != nil {
 			return
 		}
-		st.observe(time.Since(start), 1)
 	}
 }
 
