@@ -113,7 +113,7 @@ func pickWeighted(l *List, idx []int, w []float64, r *rand.Rand) Server {
 		sum += w[i]
 	}
 	if !(sum > 0) {
-		return l.Servers[idx[r.IntN(len(idx))]]
+		return l.Servers[idx[randIndex(r, len(idx))]]
 	}
 	x := r.Float64() * sum
 	for _, i := range idx {
@@ -137,6 +137,14 @@ func pickByProbabilities(p Prober, l *List, r *rand.Rand) (Server, error) {
 	return pickWeighted(l, idx, w, r), nil
 }
 
+// randIndex returns a random index below n. Every policy draws its
+// randomness as r.Float64() values, one at a time, so that another
+// implementation (farmlb.js) given the same numbers makes the same choice;
+// testdata/policy-vectors.json holds the shared cases.
+func randIndex(r *rand.Rand, n int) int {
+	return min(int(r.Float64()*float64(n)), n-1)
+}
+
 // InverseShare is the patent's method: within the best group, server i is
 // picked with probability p_i = (1 − u_i/U) / (n − 1), where u_i is its
 // users, U their sum and n the number of candidates; n = 1 gives that server
@@ -147,7 +155,9 @@ type InverseShare struct{}
 func (InverseShare) Name() string { return "inverse-share" }
 
 // Pick implements Policy.
-func (p InverseShare) Pick(l *List, r *rand.Rand) (Server, error) { return pickByProbabilities(p, l, r) }
+func (p InverseShare) Pick(l *List, r *rand.Rand) (Server, error) {
+	return pickByProbabilities(p, l, r)
+}
 
 // Probabilities implements Prober.
 func (InverseShare) Probabilities(l *List) ([]float64, error) {
@@ -233,8 +243,8 @@ func (P2C) Pick(l *List, r *rand.Rand) (Server, error) {
 	if len(idx) == 1 {
 		return l.Servers[idx[0]], nil
 	}
-	a := r.IntN(len(idx))
-	b := r.IntN(len(idx) - 1)
+	a := randIndex(r, len(idx))
+	b := randIndex(r, len(idx)-1)
 	if b >= a {
 		b++
 	}
@@ -244,7 +254,7 @@ func (P2C) Pick(l *List, r *rand.Rand) (Server, error) {
 		return sa, nil
 	case sb.Users < sa.Users:
 		return sb, nil
-	case r.IntN(2) == 0:
+	case r.Float64() < 0.5:
 		return sa, nil
 	}
 	return sb, nil
