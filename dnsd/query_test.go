@@ -141,6 +141,10 @@ func seedQueries() map[string]*dns.Msg {
 	cookie.SetEdns0(1232, false)
 	cookie.IsEdns0().Option = append(cookie.IsEdns0().Option, &dns.EDNS0_COOKIE{Code: dns.EDNS0COOKIE, Cookie: "0102030405060708"})
 	out["EDNS0 with a cookie option"] = cookie
+	ecs := query(testZone, dns.TypeA)
+	ecs.SetEdns0(1232, false)
+	ecs.IsEdns0().Option = append(ecs.IsEdns0().Option, &dns.EDNS0_SUBNET{Code: dns.EDNS0SUBNET, Family: 1, SourceNetmask: 24, Address: []byte{192, 0, 2, 0}})
+	out["EDNS0 with a client subnet"] = ecs
 	ch := query(testZone, dns.TypeTXT)
 	ch.Question[0].Qclass = dns.ClassCHAOS
 	out["class CH"] = ch
@@ -185,6 +189,7 @@ func TestFastPathTakesUsualQueries(t *testing.T) {
 		edns  bool
 	}{
 		{"service A", testZone, dns.TypeA, false},
+		{"service A with a cookie, as dig and BIND send it", testZone, dns.TypeA, true},
 		{"service A with EDNS0", "STREAM.farmlb.test.", dns.TypeA, true},
 		{"_farm TXT", "_farm." + testZone, dns.TypeTXT, false},
 		{"SRV", "_farmlb._tcp." + testZone, dns.TypeSRV, true},
@@ -197,6 +202,9 @@ func TestFastPathTakesUsualQueries(t *testing.T) {
 			m := query(tc.qname, tc.qtype)
 			if tc.edns {
 				m.SetEdns0(1232, false)
+			}
+			if strings.Contains(tc.name, "cookie") {
+				m.IsEdns0().Option = []dns.EDNS0{&dns.EDNS0_COOKIE{Code: dns.EDNS0COOKIE, Cookie: "24a5ac7e7f1b2c3d"}}
 			}
 			q, _ := m.Pack()
 			if _, _, ok := z.fast(nil, q, true); !ok {

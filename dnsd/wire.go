@@ -149,13 +149,17 @@ func (z *zone) fast(buf, q []byte, udp bool) (out []byte, res result, ok bool) {
 	qEnd := off
 	edns, do, size := false, false, uint16(0)
 	if q[11] == 1 {
-		if off+optLen != len(q) || q[off] != 0 || binary.BigEndian.Uint16(q[off+1:]) != dns.TypeOPT ||
-			q[off+6] != 0 || // EDNS version 0 (others get BADVERS from the slow path)
-			q[off+9]|q[off+10] != 0 { // no options
+		if off+optLen > len(q) || q[off] != 0 || binary.BigEndian.Uint16(q[off+1:]) != dns.TypeOPT ||
+			q[off+6] != 0 { // EDNS version 0 (others get BADVERS from the slow path)
 			return nil, res, false
 		}
 		edns, do, size = true, q[off+7]&0x80 != 0, binary.BigEndian.Uint16(q[off+3:])
+		rdlen := int(binary.BigEndian.Uint16(q[off+9:]))
 		off += optLen
+		if off+rdlen != len(q) || !ignorableOptions(q[off:]) {
+			return nil, res, false
+		}
+		off += rdlen
 	}
 	if off != len(q) {
 		return nil, res, false
@@ -215,6 +219,30 @@ func (z *zone) fast(buf, q []byte, udp bool) (out []byte, res result, ok bool) {
 		return nil, res, false
 	}
 	return out, res, true
+}
+
+// ignorableOptions reports whether opts, the data of an OPT record, holds
+// only options the server ignores and whose data cannot be malformed: NSID,
+// COOKIE (resolvers such as BIND and dig send one on every query; a server
+// without cookies ignores it, RFC 7873 5.2.1) and PADDING. Anything else
+// takes the slow path.
+func ignorableOptions(opts []byte) bool {
+	for len(opts) > 0 {
+		if len(opts) < 4 {
+			return false
+		}
+		code, n := binary.BigEndian.Uint16(opts), int(binary.BigEndian.Uint16(opts[2:]))
+		if n > len(opts)-4 {
+			return false
+		}
+		switch code {
+		case dns.EDNS0NSID, dns.EDNS0COOKIE, dns.EDNS0PADDING:
+		default:
+			return false
+		}
+		opts = opts[4+n:]
+	}
+	return true
 }
 
 // appendHeader appends a reply header for query q: its ID, opcode, RD and CD,
