@@ -17,7 +17,7 @@ func env(name string) []string { return []string{"FARMLB_DNSD_" + name} }
 // lands in dnsd.TTLs.
 var ttlFlags = []struct {
 	name, env, usage, def string
-	field            func(*dnsd.TTLs) *time.Duration
+	field                 func(*dnsd.TTLs) *time.Duration
 }{
 	{"ttl-service", "TTL_SERVICE", "TTL of the service name's A/AAAA", "5s", func(t *dnsd.TTLs) *time.Duration { return &t.Service }},
 	{"ttl-farm", "TTL_FARM", "TTL of the _farm TXT list", "5s", func(t *dnsd.TTLs) *time.Duration { return &t.Farm }},
