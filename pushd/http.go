@@ -35,7 +35,9 @@ func (s *Server) routes() http.Handler {
 	if s.cfg.Gatherer != nil {
 		mux.Handle("GET /metrics", promhttp.HandlerFor(s.cfg.Gatherer, promhttp.HandlerOpts{}))
 	}
-	mux.HandleFunc("OPTIONS /", handlePreflight)
+	for _, p := range []string{"/farm", "/stream", "/publish/{topic}"} {
+		mux.HandleFunc("OPTIONS "+p, handlePreflight)
+	}
 	return mux
 }
 
