@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -305,7 +306,7 @@ func CheckTopic(t string) error {
 			return fmt.Errorf("%w: %q has character %q (allowed: A-Z a-z 0-9 . _ -)", errTopic, t, c)
 		}
 	}
-	if len(t) >= 7 && (t[:7] == "farmlb-" || t[:7] == "FARMLB-") {
+	if len(t) >= 7 && strings.EqualFold(t[:7], "farmlb-") {
 		return fmt.Errorf("%w: %q: names starting with farmlb- are reserved", errTopic, t)
 	}
 	return nil
