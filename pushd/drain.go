@@ -1,6 +1,7 @@
 package pushd
 
 import (
+	"context"
 	"net/http"
 	"time"
 
@@ -19,6 +20,10 @@ func (s *Server) Drain() {
 	}
 	s.draining = true
 	s.drainGen++
+	s.drained = make(chan struct{})
+	if len(s.streams) == 0 {
+		close(s.drained)
+	}
 	gen := s.drainGen
 	all := make([]*stream, 0, len(s.streams))
 	for st := range s.streams {
@@ -87,6 +92,24 @@ func (s *Server) Undrain() {
 	if was {
 		s.mesh.SetStatus(farm.StatusUp)
 		s.log.Info("undrained")
+	}
+}
+
+// WaitDrained waits until a drain has moved every stream off this node (or
+// ctx ends). It returns at once when the node is not draining.
+func (s *Server) WaitDrained(ctx context.Context) error {
+	s.streamsMu.Lock()
+	ch := s.drained
+	draining := s.draining
+	s.streamsMu.Unlock()
+	if !draining || ch == nil {
+		return nil
+	}
+	select {
+	case <-ch:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }
 

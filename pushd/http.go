@@ -417,6 +417,13 @@ func (s *Server) removeStream(st *stream) {
 	}
 	delete(s.streams, st)
 	n := len(s.streams)
+	if n == 0 && s.draining && s.drained != nil {
+		select {
+		case <-s.drained:
+		default:
+			close(s.drained)
+		}
+	}
 	s.streamsMu.Unlock()
 	s.usersChanged(n)
 }

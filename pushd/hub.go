@@ -3,8 +3,8 @@ package pushd
 import (
 	"context"
 	"errors"
-	"time"
 	"sync"
+	"time"
 
 	"github.com/farmlb/farmlb/farm"
 )

@@ -17,7 +17,7 @@ func newClosePoller(*slog.Logger) (*closePoller, error) {
 	return nil, errors.New("not supported on this system")
 }
 func (*closePoller) add(net.Conn, *stream) (uint64, error) { return 0, nil }
-func (*closePoller) remove(uint64)                          {}
-func (*closePoller) run(context.Context)                    {}
-func (*closePoller) stop()                                  {}
-func (*closePoller) close()                                 {}
+func (*closePoller) remove(uint64)                         {}
+func (*closePoller) run(context.Context)                   {}
+func (*closePoller) stop()                                 {}
+func (*closePoller) close()                                {}

@@ -186,7 +186,8 @@ type Server struct {
 	streamsMu sync.Mutex
 	streams   map[*stream]struct{}
 	draining  bool
-	drainGen  int // bumps on every drain/undrain, cancelling scheduled moves
+	drainGen  int           // bumps on every drain/undrain, cancelling scheduled moves
+	drained   chan struct{} // closed when a drain has no stream left
 
 	ctx     context.Context // ends on Shutdown
 	cancel  context.CancelFunc

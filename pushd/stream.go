@@ -32,7 +32,7 @@ type stream struct {
 	done      chan struct{}
 
 	// HTTP/1.1: the hijacked connection; HTTP/2: the handler writes.
-	conn net.Conn
+	conn    net.Conn
 	pollKey uint64
 	wake    chan struct{}
 	rw      http.ResponseWriter

@@ -31,12 +31,12 @@ const (
 
 // Bounds of the wire format.
 const (
-	MaxTopicLen   = 128
-	MaxKeyLen     = 128
-	maxOriginLen  = 63
+	MaxTopicLen    = 128
+	MaxKeyLen      = 128
+	maxOriginLen   = 63
 	maxWirePayload = 1 << 20
-	maxBatch      = 4096
-	maxHaves      = 4096
+	maxBatch       = 4096
+	maxHaves       = 4096
 )
 
 // message is one published message, as every node holds it.
