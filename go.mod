@@ -9,7 +9,7 @@ require (
 	go.uber.org/goleak v1.3.0
 	go.yaml.in/yaml/v3 v3.0.6
 	golang.org/x/net v0.62.0
-	golang.org/x/sys v0.50.0
+	golang.org/x/sys v0.49.0
 )
 
 require (
