@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 	"unicode/utf8"
 
@@ -330,6 +331,9 @@ func (s *Server) serveHijacked(st *stream, hj http.Hijacker, r *http.Request) {
 	}
 	st.mu.Lock()
 	st.conn = conn
+	if sc, ok := conn.(syscall.Conn); ok {
+		st.raw, _ = sc.SyscallConn()
+	}
 	closed := st.closed
 	st.mu.Unlock()
 	if closed { // Shutdown came first
@@ -343,7 +347,11 @@ func (s *Server) serveHijacked(st *stream, hj http.Hijacker, r *http.Request) {
 		}
 		st.mu.Lock()
 		st.pollKey = key
+		closed := st.closed
 		st.mu.Unlock()
+		if closed { // closed meanwhile, before the key was known
+			s.poll.remove(key)
+		}
 	}
 	st.poke(func() {})
 }
@@ -358,7 +366,7 @@ func (s *Server) serveHandler(st *stream, w http.ResponseWriter, r *http.Request
 	h.Set("Farmlb-Node", s.self)
 	w.WriteHeader(http.StatusOK)
 	st.rw, st.rc = w, http.NewResponseController(w)
-	if err := st.write(st.firstEvent(nil)); err != nil {
+	if err := st.write(st.firstEvent(nil), false); err != nil {
 		st.close(err)
 		return
 	}
@@ -370,7 +378,7 @@ func (s *Server) serveHandler(st *stream, w http.ResponseWriter, r *http.Request
 		wk := st.takeLocked()
 		st.mu.Unlock()
 		if wk.dirty || wk.keepalive || wk.move != nil {
-			if err := st.flush(wk); err != nil {
+			if err := st.flush(&wk, false); err != nil {
 				st.close(err)
 				return
 			}

@@ -150,3 +150,29 @@ func (p *closePoller) close() {
 	unix.Close(p.epfd)
 	unix.Close(p.evfd)
 }
+
+// tryWrite writes what the socket takes now, never waiting: n < len(b)
+// means its send buffer is full.
+func tryWrite(rc syscall.RawConn, b []byte) (n int, err error) {
+	var werr error
+	err = rc.Write(func(fd uintptr) bool {
+		for n < len(b) {
+			m, e := unix.Write(int(fd), b[n:])
+			if e == unix.EINTR {
+				continue
+			}
+			if e != nil {
+				if e != unix.EAGAIN {
+					werr = e
+				}
+				return true
+			}
+			n += m
+		}
+		return true
+	})
+	if err == nil {
+		err = werr
+	}
+	return n, err
+}

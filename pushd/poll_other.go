@@ -7,6 +7,7 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"syscall"
 )
 
 // closePoller exists on Linux only; elsewhere an idle HTTP/1.1 stream
@@ -21,3 +22,6 @@ func (*closePoller) remove(uint64)                         {}
 func (*closePoller) run(context.Context)                   {}
 func (*closePoller) stop()                                 {}
 func (*closePoller) close()                                {}
+
+// tryWrite is not available here: every write goes the blocking way.
+func tryWrite(syscall.RawConn, []byte) (int, error) { return 0, nil }

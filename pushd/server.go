@@ -12,6 +12,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"runtime"
 	"sync"
 	"time"
 
@@ -169,16 +170,17 @@ func setDefault[T comparable](v *T, d T) {
 
 // Server is one pushd node.
 type Server struct {
-	cfg   Config
-	log   *slog.Logger
-	mesh  Mesh
-	self  string
-	epoch uint64
-	m     *metrics
-	hub   *hub
-	http  *http.Server
-	ln    net.Listener
-	poll  *closePoller // nil where no poller is available
+	cfg    Config
+	log    *slog.Logger
+	mesh   Mesh
+	self   string
+	epoch  uint64
+	m      *metrics
+	hub    *hub
+	http   *http.Server
+	ln     net.Listener
+	poll   *closePoller // nil where no poller is available
+	flushq flushQueue
 
 	randMu sync.Mutex
 	rand   *rand.Rand
@@ -284,6 +286,10 @@ func (s *Server) Serve(ctx context.Context) error {
 		s.log.Info("no close poller; idle HTTP/1.1 streams notice a gone client on the next write", "err", err)
 	}
 	s.hub.start()
+	s.flushq.wake = make(chan struct{}, 1)
+	for range max(2, runtime.GOMAXPROCS(0)) {
+		s.goRun(s.flushWorker)
+	}
 	s.goRun(s.keepAlive)
 	s.mesh.SetStatus(farm.StatusUp)
 	s.mesh.SetUsers(0)

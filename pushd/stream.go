@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -33,6 +34,8 @@ type stream struct {
 
 	// HTTP/1.1: the hijacked connection; HTTP/2: the handler writes.
 	conn    net.Conn
+	raw     syscall.RawConn // the TCP socket, for writes that never block
+	rest    []byte          // what a write that would block left over
 	pollKey uint64
 	wake    chan struct{}
 	rw      http.ResponseWriter
@@ -63,15 +66,15 @@ func (st *stream) poke(set func()) {
 	start := !st.running
 	st.running = true
 	st.mu.Unlock()
-	if start && !st.s.goRun(st.runFlusher) {
-		st.mu.Lock()
-		st.running = false
-		st.mu.Unlock()
+	if start {
+		st.s.flushq.push(st)
 	}
 }
 
-// runFlusher is the HTTP/1.1 flusher: it runs while there is work.
-func (st *stream) runFlusher() {
+// runFast is the HTTP/1.1 flusher on a flush worker: it writes without
+// ever blocking, and hands the stream to a goroutine of its own (runSlow)
+// when the socket's buffer is full.
+func (st *stream) runFast() {
 	for {
 		st.mu.Lock()
 		if st.closed || !(st.dirty || st.keepalive || st.move != nil) {
@@ -79,14 +82,56 @@ func (st *stream) runFlusher() {
 			st.mu.Unlock()
 			return
 		}
-		work := st.takeLocked()
+		w := st.takeLocked()
 		st.mu.Unlock()
-		if err := st.flush(work); err != nil {
+		err := st.flush(&w, true)
+		if err == errWouldBlock {
+			st.mu.Lock()
+			st.dirty = true // collect finds what remains, if anything
+			if w.move != nil {
+				st.move = w.move
+			}
+			st.mu.Unlock()
+			if !st.s.goRun(st.runSlow) {
+				st.close(nil)
+			}
+			return
+		}
+		if err != nil {
 			st.close(err)
 			return
 		}
 	}
 }
+
+// runSlow serves a stream whose client reads slowly: blocking writes with
+// WriteTimeout, until the stream has nothing left to send.
+func (st *stream) runSlow() {
+	if st.rest != nil {
+		err := st.write(st.rest, false)
+		st.rest = nil
+		if err != nil {
+			st.close(err)
+			return
+		}
+	}
+	for {
+		st.mu.Lock()
+		if st.closed || !(st.dirty || st.keepalive || st.move != nil) {
+			st.running = false
+			st.mu.Unlock()
+			return
+		}
+		w := st.takeLocked()
+		st.mu.Unlock()
+		if err := st.flush(&w, false); err != nil {
+			st.close(err)
+			return
+		}
+	}
+}
+
+var errWouldBlock = errors.New("write would block")
 
 type work struct {
 	dirty, keepalive bool
@@ -104,8 +149,9 @@ func (st *stream) takeLocked() work {
 const flushLimit = 64 << 10
 
 // flush writes what the stream has not seen, then a keep-alive if nothing
-// else went, then a move event.
-func (st *stream) flush(w work) error {
+// else went, then a move event; fast writes return errWouldBlock rather
+// than wait (w then holds what is left to do).
+func (st *stream) flush(w *work, fast bool) error {
 	bp := bufPool.Get().(*[]byte)
 	defer func() {
 		if cap(*bp) <= 4*flushLimit {
@@ -120,7 +166,7 @@ func (st *stream) flush(w work) error {
 		if len(buf) == 0 {
 			break
 		}
-		if err := st.write(buf); err != nil {
+		if err := st.write(buf, fast); err != nil {
 			return err
 		}
 		wrote = true
@@ -129,26 +175,37 @@ func (st *stream) flush(w work) error {
 		}
 	}
 	if w.keepalive && !wrote {
-		if err := st.write([]byte(": keepalive\n\n")); err != nil {
+		w.keepalive = false
+		if err := st.write([]byte(": keepalive\n\n"), fast); err != nil {
 			return err
 		}
 	}
-	if w.move != nil {
-		if err := st.write(w.move); err != nil {
+	if mv := w.move; mv != nil {
+		w.move = nil
+		if err := st.write(mv, fast); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func (st *stream) write(b []byte) error {
+func (st *stream) write(b []byte, fast bool) error {
 	timeout := st.s.cfg.WriteTimeout
 	if st.conn != nil {
+		if fast && st.raw != nil {
+			n, err := tryWrite(st.raw, b)
+			if err != nil || n == len(b) {
+				return err
+			}
+			st.rest = append([]byte(nil), b[n:]...)
+			return errWouldBlock
+		}
 		st.conn.SetWriteDeadline(time.Now().Add(timeout))
 		_, err := st.conn.Write(b)
 		if err != nil && isTimeout(err) {
 			st.s.m.droppedSlow.Inc()
 		}
+		st.conn.SetWriteDeadline(time.Time{})
 		return err
 	}
 	st.rc.SetWriteDeadline(time.Now().Add(timeout))
@@ -255,7 +312,20 @@ func (st *stream) collect(buf []byte) (out []byte, more bool) {
 func appendEvent(buf []byte, cur Cursor, m *message) []byte {
 	buf = append(buf, "id: "...)
 	buf = cur.Append(buf)
-	buf = append(buf, "\nevent: "...)
+	buf = append(buf, '\n')
+	return append(buf, m.sseBody()...)
+}
+
+// sseBody is the part of a message's event every stream shares, rendered
+// once: the event name and the data lines.
+func (m *message) sseBody() []byte {
+	m.bodyOnce.Do(func() { m.body = renderBody(m) })
+	return m.body
+}
+
+func renderBody(m *message) []byte {
+	buf := make([]byte, 0, len(m.Topic)+len(m.Data)+16)
+	buf = append(buf, "event: "...)
 	buf = append(buf, m.Topic...)
 	buf = append(buf, '\n')
 	data := m.Data
@@ -310,6 +380,7 @@ func (st *stream) close(err error) {
 	}
 	st.closed = true
 	close(st.done)
+	conn, key := st.conn, st.pollKey
 	st.mu.Unlock()
 	s := st.s
 	s.hub.mu.Lock()
@@ -317,11 +388,11 @@ func (st *stream) close(err error) {
 		delete(t.subs, st)
 	}
 	s.hub.mu.Unlock()
-	if st.conn != nil {
+	if conn != nil {
 		if s.poll != nil {
-			s.poll.remove(st.pollKey)
+			s.poll.remove(key)
 		}
-		st.conn.Close()
+		conn.Close()
 	}
 	s.removeStream(st)
 }
@@ -336,4 +407,67 @@ func moveEvent(reason, url string, delay time.Duration) []byte {
 	b = append(b, ",\"delay_ms\":"...)
 	b = strconv.AppendInt(b, delay.Milliseconds(), 10)
 	return append(b, "}\n\n"...)
+}
+
+// flushQueue hands HTTP/1.1 streams with work to the flush workers. It
+// never blocks (topics wake streams while they hold the hub's lock).
+type flushQueue struct {
+	mu    sync.Mutex
+	items []*stream
+	wake  chan struct{}
+}
+
+func (q *flushQueue) push(st *stream) {
+	q.mu.Lock()
+	q.items = append(q.items, st)
+	q.mu.Unlock()
+	select {
+	case q.wake <- struct{}{}:
+	default:
+	}
+}
+
+// pop takes up to len(batch) streams; it returns 0 when ctx ends.
+func (q *flushQueue) pop(done <-chan struct{}, batch []*stream) int {
+	for {
+		q.mu.Lock()
+		n := copy(batch, q.items)
+		if n > 0 {
+			clear(q.items[:n])
+			q.items = q.items[n:]
+			if len(q.items) == 0 {
+				q.items = nil
+			}
+			more := len(q.items) > 0
+			q.mu.Unlock()
+			if more { // let another worker help
+				select {
+				case q.wake <- struct{}{}:
+				default:
+				}
+			}
+			return n
+		}
+		q.mu.Unlock()
+		select {
+		case <-done:
+			return 0
+		case <-q.wake:
+		}
+	}
+}
+
+// flushWorker writes to the HTTP/1.1 streams that have work.
+func (s *Server) flushWorker() {
+	batch := make([]*stream, 32)
+	for {
+		n := s.flushq.pop(s.ctx.Done(), batch)
+		if n == 0 {
+			return
+		}
+		for _, st := range batch[:n] {
+			st.runFast()
+		}
+		clear(batch[:n])
+	}
 }

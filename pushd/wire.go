@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -53,6 +54,9 @@ type message struct {
 	// holds the message; done is closed once it is delivered.
 	acked bool
 	done  chan struct{}
+
+	bodyOnce sync.Once
+	body     []byte // the event's shared part (sseBody)
 }
 
 // fill asks a peer for the messages from..to (inclusive) of an epoch.
