@@ -379,8 +379,19 @@ func (f *Farm) exitedNow(name string) bool {
 
 // Publish posts data on topic to a node and returns the event id.
 func (f *Farm) Publish(ctx context.Context, node, topic, data string) (string, error) {
+	return f.PublishKey(ctx, node, topic, data, "")
+}
+
+// PublishKey publishes with an Idempotency-Key, so that a retry on another
+// node does not publish twice.
+func (f *Farm) PublishKey(ctx context.Context, node, topic, data, key string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
 	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, f.URL(node)+"/publish/"+topic, strings.NewReader(data))
 	req.Header.Set("Authorization", "Bearer "+f.Token)
+	if key != "" {
+		req.Header.Set("Idempotency-Key", key)
+	}
 	resp, err := http.DefaultTransport.RoundTrip(req)
 	if err != nil {
 		return "", err
