@@ -96,6 +96,7 @@ func writeFarm(dir string, s *Scenario, p Plan) (string, error) {
 			fmt.Fprintf(&b, "  - name: %s\n    peer: %s\n    dns: %s\n", o.Name, netip.AddrPortFrom(o.Addr, observerPort), netip.AddrPortFrom(o.Addr, dnsPort))
 		}
 	}
+	b.WriteString(s.FarmExtra)
 	path := filepath.Join(dir, "farm.yaml")
 	return path, os.WriteFile(path, []byte(b.String()), 0o644)
 }

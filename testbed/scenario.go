@@ -39,6 +39,9 @@ type Scenario struct {
 	Timeline []Step
 	// Expect are the limits the run must keep; a run outside them fails.
 	Expect Expect
+	// FarmExtra is YAML appended to the farm file: the scenario's pushd:
+	// and dns: sections (checked by the farm file's own parser at start).
+	FarmExtra string
 }
 
 // NodeSpec is one pushd host.
@@ -140,6 +143,14 @@ type rawScenario struct {
 	Settle      string     `yaml:"settle"`
 	Timeline    []rawStep  `yaml:"timeline"`
 	Expect      rawExpect  `yaml:"expect"`
+	Farm        rawFarm    `yaml:"farm"`
+}
+
+// rawFarm holds the farm file sections a scenario may set; their contents
+// belong to pushd and dnsd, so they are passed on as they are.
+type rawFarm struct {
+	Pushd yaml.Node `yaml:"pushd"`
+	DNS   yaml.Node `yaml:"dns"`
 }
 
 type rawNode struct {
@@ -364,6 +375,24 @@ func ParseScenario(data []byte) (*Scenario, error) {
 	e := raw.Expect
 	s.Expect = Expect{Lost: e.Lost, Duplicated: e.Duplicated, DetectMSMax: e.DetectMSMax, DNSRemovedMSMax: e.DNSRemovedMSMax,
 		ReconnectMSP99: e.ReconnectMSP99, FalseDown: e.FalseDown, ResolveFailures: e.ResolveFailures, MaxOverMean: e.MaxOverMean}
+	for _, sec := range []struct {
+		key  string
+		node *yaml.Node
+	}{{"pushd", &raw.Farm.Pushd}, {"dns", &raw.Farm.DNS}} {
+		if sec.node.Kind == 0 {
+			continue
+		}
+		if sec.node.Kind != yaml.MappingNode {
+			bad("farm."+sec.key, "must be a mapping of %s settings", sec.key)
+			continue
+		}
+		out, err := yaml.Marshal(map[string]*yaml.Node{sec.key: sec.node})
+		if err != nil {
+			bad("farm."+sec.key, "%v", err)
+			continue
+		}
+		s.FarmExtra += string(out)
+	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}

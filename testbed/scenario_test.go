@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/farmlb/farmlb/config"
 )
 
 func TestShippedScenariosParse(t *testing.T) {
@@ -91,6 +93,8 @@ func TestParseScenarioErrorsNameTheKey(t *testing.T) {
 		{"bad topic", minimal + "publish: {topic: farmlb-x}\n", `publish.topic: "farmlb-x" is not a topic name`},
 		{"bad rate", minimal + "publish: {rate: -1}\n", "publish.rate: -1 is not between"},
 		{"bad client kind", minimal + "clients: {kind: robots}\n", `clients.kind: "robots" is not swarm or agent`},
+		{"farm section not a mapping", minimal + "farm: {pushd: 3}\n", "farm.pushd: must be a mapping"},
+		{"farm unknown section", minimal + "farm: {peerlink: {}}\n", "field peerlink not found"},
 		{"wrong type", minimal + "clients: {hosts: many}\n", "cannot unmarshal !!str `many` into int"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -102,6 +106,25 @@ func TestParseScenarioErrorsNameTheKey(t *testing.T) {
 				t.Fatalf("error %q\nwant it to contain %q", err, tc.want)
 			}
 		})
+	}
+}
+
+func TestFarmExtraReachesTheFarmFile(t *testing.T) {
+	s, err := ParseScenario([]byte(minimal + "farm:\n  pushd: {drain_window: 5s, keepalive: 1s}\n  dns: {ttl: {service: 1s}}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	path, err := writeFarm(dir, s, PlanFor(s))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.Pushd.DrainWindow != 5*time.Second || f.Pushd.KeepAlive != time.Second || f.DNS.TTL.Service != time.Second {
+		t.Errorf("farm file sections: %+v %+v", f.Pushd, f.DNS)
 	}
 }
 
