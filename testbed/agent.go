@@ -8,9 +8,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
-	"net"
-	"net/http"
 	"os"
 	"slices"
 	"strconv"
@@ -18,50 +15,36 @@ import (
 	"sync"
 	"time"
 
-	"github.com/farmlb/farmlb/farm"
-	"github.com/miekg/dns"
+	"github.com/farmlb/farmlb/clientlib"
 )
 
-// AgentConfig configures the lab's client process (`testbed agent`), which
-// runs inside a client host and holds many streaming clients. It is a
-// stand-in for `farmctl swarm` until that exists on main: each client follows
-// the patent's Figure 4 — discover the list, pick with the farm policy,
-// stream, on a drop retry the same node once after a jittered backoff, then
-// re-list and pick again leaving the failed node out — and resumes from its
-// cursor (Last-Event-ID) wherever it lands.
+// AgentConfig configures the lab's recording client process (`testbed
+// agent`), which runs inside a client host and holds many clientlib clients
+// — the same client library `farmctl swarm` uses — but keeps, per client,
+// every sequence number it received and every failover with its duration,
+// so the report can count exactly what was lost and draw the distribution of
+// reconnect times.
 type AgentConfig struct {
 	// Resolver is the DNS resolver (host:port) for discovery through the
-	// _farm TXT record. Either Resolver or Lists.
+	// zone's _farm TXT record. Either Resolver or Lists.
 	Resolver string
-	// Service is the service name; the list is at _farm.<Service>.
+	// Service is the service name and zone.
 	Service string
-	// Lists are node URLs whose /farm the client may ask.
+	// HTTPPort is the port of /farm on the zone's A records.
+	HTTPPort int
+	// Lists are URLs of farm lists (…/farm).
 	Lists []string
 	// Topic is the topic every client streams.
 	Topic string
-	// Idle is how long a stream may stay silent before it counts as hung.
-	// If zero, 3 s.
+	// Idle is clientlib's IdleTimeout; zero keeps clientlib's default.
 	Idle time.Duration
-	// Out receives one JSON line per connect (AgentEvent) as it happens, and
-	// then one line per client (AgentClient) when the agent stops.
+	// Out receives one JSON line per client (AgentClient) when the agent
+	// stops.
 	Out io.Writer
 	// Seed makes the clients' choices repeatable.
 	Seed uint64
 	// Logger, if nil slog.Default().
 	Logger *slog.Logger
-}
-
-// AgentEvent is one connect of one client.
-type AgentEvent struct {
-	Kind   string `json:"kind"` // "connect"
-	Client int    `json:"client"`
-	Node   string `json:"node"`
-	AtMS   int64  `json:"at_ms"` // Unix milliseconds
-	// ReconnectMS is, for a connect after a drop, the time from noticing the
-	// drop to the new stream's response; -1 for a first connect.
-	ReconnectMS int64  `json:"reconnect_ms"`
-	From        string `json:"from,omitempty"`
-	Why         string `json:"why,omitempty"`
 }
 
 // AgentClient is one client's record, written when the agent stops.
@@ -74,20 +57,27 @@ type AgentClient struct {
 	Duplicated int `json:"duplicated"`
 	// Resets counts farmlb-reset events.
 	Resets int `json:"resets"`
-	// FirstConnectMS is when the client first streamed (Unix ms); 0 never.
+	// FirstConnectMS is when the client first received an event (Unix ms);
+	// 0 never.
 	FirstConnectMS int64  `json:"first_connect_ms"`
 	Node           string `json:"node"`
-	Connects       int    `json:"connects"`
-	Failures       int    `json:"failures"`
+	// Failovers are the client's moves: from, to, why and how long.
+	Failovers []AgentFailover `json:"failovers"`
+}
+
+// AgentFailover is one failover as clientlib recorded it.
+type AgentFailover struct {
+	AtMS   int64  `json:"at_ms"`
+	From   string `json:"from"`
+	To     string `json:"to"`
+	Reason string `json:"reason"`
+	TookMS int64  `json:"took_ms"`
 }
 
 // RunAgent runs clients until ctx ends or commands ends, then writes every
 // client's record to Out. commands holds lines "arrive N OVER" (OVER a
 // duration): N more clients start, spread evenly over OVER.
 func RunAgent(ctx context.Context, cfg AgentConfig, commands io.Reader) error {
-	if cfg.Idle == 0 {
-		cfg.Idle = 3 * time.Second
-	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -96,25 +86,16 @@ func RunAgent(ctx context.Context, cfg AgentConfig, commands io.Reader) error {
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	a := &agent{cfg: cfg, http: &http.Client{Transport: &http.Transport{
-		DialContext:         (&net.Dialer{Timeout: 2 * time.Second}).DialContext,
-		MaxIdleConnsPerHost: 64,
-	}}}
+	a := &agent{cfg: cfg}
 	var wg sync.WaitGroup
 	next := 0
 	sc := bufio.NewScanner(commands)
+	var cmdErr error
 	for sc.Scan() {
-		f := strings.Fields(sc.Text())
-		if len(f) != 3 || f[0] != "arrive" {
-			return fmt.Errorf("agent: bad command %q, want: arrive N OVER", sc.Text())
-		}
-		n, err := strconv.Atoi(f[1])
-		if err != nil || n < 0 {
-			return fmt.Errorf("agent: bad count in %q", sc.Text())
-		}
-		over, err := time.ParseDuration(f[2])
+		n, over, err := parseArrive(sc.Text())
 		if err != nil {
-			return fmt.Errorf("agent: bad duration in %q", sc.Text())
+			cmdErr = err
+			break
 		}
 		first := next
 		next += n
@@ -134,69 +115,105 @@ func RunAgent(ctx context.Context, cfg AgentConfig, commands io.Reader) error {
 			return err
 		}
 	}
-	return sc.Err()
+	return errors.Join(cmdErr, sc.Err())
+}
+
+func parseArrive(line string) (n int, over time.Duration, err error) {
+	f := strings.Fields(line)
+	if len(f) != 3 || f[0] != "arrive" {
+		return 0, 0, fmt.Errorf("agent: bad command %q, want: arrive N OVER", line)
+	}
+	n, err = strconv.Atoi(f[1])
+	if err != nil || n < 0 {
+		return 0, 0, fmt.Errorf("agent: bad count in %q", line)
+	}
+	over, err = time.ParseDuration(f[2])
+	if err != nil || over < 0 {
+		return 0, 0, fmt.Errorf("agent: bad duration in %q", line)
+	}
+	return n, over, nil
 }
 
 type agent struct {
-	cfg  AgentConfig
-	http *http.Client
+	cfg AgentConfig
 
-	mu      sync.Mutex // guards clients and writes to Out
+	mu      sync.Mutex // guards clients
 	clients []*client
 }
 
 func (a *agent) arrive(ctx context.Context, wg *sync.WaitGroup, first, n int, over time.Duration) {
 	start := time.Now()
 	for i := range n {
-		if n > 1 {
-			at := start.Add(over * time.Duration(i) / time.Duration(n))
-			t := time.NewTimer(time.Until(at))
-			select {
-			case <-ctx.Done():
-				t.Stop()
-				return
-			case <-t.C:
-			}
+		at := start.Add(over * time.Duration(i) / time.Duration(max(n, 1)))
+		t := time.NewTimer(time.Until(at))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
 		}
-		c := &client{a: a, id: first + i, seen: map[int]int{},
-			rnd: rand.New(rand.NewPCG(a.cfg.Seed, uint64(first+i)))}
+		cl, err := clientlib.Subscribe(ctx, clientlib.Config{
+			Zone: a.cfg.Service, Resolver: a.cfg.Resolver, HTTPPort: a.cfg.HTTPPort, ListURLs: a.cfg.Lists,
+			Topics: []string{a.cfg.Topic}, IdleTimeout: a.cfg.Idle, Seed: a.cfg.Seed*1_000_003 + uint64(first+i) + 1,
+		})
+		if err != nil {
+			a.cfg.Logger.Error("subscribe", "err", err)
+			return
+		}
+		c := &client{id: first + i, cl: cl, seen: map[int]int{}}
 		a.mu.Lock()
 		a.clients = append(a.clients, c)
 		a.mu.Unlock()
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			c.run(ctx)
+			c.consume(ctx)
 		}()
 	}
 }
 
-func (a *agent) emit(ev AgentEvent) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	_ = json.NewEncoder(a.cfg.Out).Encode(ev)
-}
-
-// client is one streaming client. Its fields are its own goroutine's,
-// except what record reads after that goroutine ended.
+// client is one clientlib client and what it received. Its fields belong
+// to its consume goroutine until that has returned.
 type client struct {
-	a      *agent
 	id     int
-	rnd    *rand.Rand
-	cursor string
+	cl     *clientlib.Client
 	seen   map[int]int
 	resets int
+	first  time.Time
+	node   string
+	fos    []clientlib.Failover
+}
 
-	firstConnect time.Time
-	node         string
-	connects     int
-	failures     int
+// consume reads events until ctx ends, then closes the client and keeps
+// where it was and its failovers.
+func (c *client) consume(ctx context.Context) {
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		<-ctx.Done()
+		c.node = c.cl.Node() // before Close forgets it
+		c.cl.Close()
+	}()
+	defer func() { <-stopped }()
+	for ev := range c.cl.Events() {
+		if c.first.IsZero() {
+			c.first = time.Now()
+		}
+		if ev.Reset {
+			c.resets++
+			continue
+		}
+		if n, err := strconv.Atoi(strings.TrimSpace(ev.Data)); err == nil {
+			c.seen[n]++
+		}
+	}
+	c.fos = c.cl.Failovers()
 }
 
 func (c *client) record() AgentClient {
-	r := AgentClient{Kind: "client", Client: c.id, Resets: c.resets, Node: c.node, Connects: c.connects, Failures: c.failures, Seqs: [][2]int{}}
-	if !c.firstConnect.IsZero() {
-		r.FirstConnectMS = c.firstConnect.UnixMilli()
+	r := AgentClient{Kind: "client", Client: c.id, Resets: c.resets, Node: c.node, Seqs: [][2]int{}, Failovers: []AgentFailover{}}
+	if !c.first.IsZero() {
+		r.FirstConnectMS = c.first.UnixMilli()
 	}
 	seqs := make([]int, 0, len(c.seen))
 	for s, n := range c.seen {
@@ -204,285 +221,16 @@ func (c *client) record() AgentClient {
 		r.Duplicated += n - 1
 	}
 	r.Seqs = toRanges(seqs)
+	for _, f := range c.fos {
+		r.Failovers = append(r.Failovers, AgentFailover{AtMS: f.At.UnixMilli(), From: f.From, To: f.To, Reason: f.Reason, TookMS: f.Took.Milliseconds()})
+	}
 	return r
-}
-
-// errMove is a stream's end because the server told the client to move.
-type errMove struct {
-	url   string
-	delay time.Duration
-}
-
-func (e *errMove) Error() string { return "told to move to " + e.url }
-
-func (c *client) run(ctx context.Context) {
-	excluded := map[string]time.Time{} // node URL → until when it is left out
-	var target string                  // URL to connect to next; "" means pick
-	var dropAt time.Time               // when the last stream dropped; zero at first
-	var from, why string
-	retried := false
-	for ctx.Err() == nil {
-		if target == "" {
-			list, err := c.discover(ctx)
-			if err == nil {
-				target, err = c.pick(list, excluded)
-			}
-			if err != nil {
-				c.failures++
-				c.sleep(ctx, 200*time.Millisecond, 500*time.Millisecond)
-				continue
-			}
-			retried = false
-		}
-		connected := func(node string) {
-			ev := AgentEvent{Kind: "connect", Client: c.id, Node: node, AtMS: time.Now().UnixMilli(), ReconnectMS: -1, From: from, Why: why}
-			if !dropAt.IsZero() {
-				ev.ReconnectMS = time.Since(dropAt).Milliseconds()
-			}
-			if c.firstConnect.IsZero() {
-				c.firstConnect = time.Now()
-			}
-			c.node, c.connects = node, c.connects+1
-			dropAt = time.Time{}
-			c.a.emit(ev)
-		}
-		err := c.stream(ctx, target, connected)
-		if ctx.Err() != nil {
-			return
-		}
-		if c.node != "" { // a stream that was up has dropped
-			dropAt = time.Now()
-		}
-		from, why = c.node, err.Error()
-		c.node = ""
-		c.failures++
-		var mv *errMove
-		var full *errFull
-		switch {
-		case errors.As(err, &mv):
-			// Drained: leave this node out, wait as told, go where told
-			// (or pick again).
-			excluded[target] = time.Now().Add(10 * time.Second)
-			c.sleepFor(ctx, mv.delay)
-			target, retried = mv.url, false
-		case errors.As(err, &full) && full.try != "":
-			target = full.try
-		case !retried:
-			// Figure 4: the same server once more, after a short jittered backoff.
-			retried = true
-			c.sleep(ctx, 50*time.Millisecond, 250*time.Millisecond)
-		default:
-			excluded[target] = time.Now().Add(10 * time.Second)
-			target = ""
-		}
-	}
-}
-
-func (c *client) sleep(ctx context.Context, lo, hi time.Duration) {
-	c.sleepFor(ctx, lo+time.Duration(c.rnd.Int64N(int64(hi-lo))))
-}
-
-func (c *client) sleepFor(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
-	}
-}
-
-func (c *client) discover(ctx context.Context) (*farm.List, error) {
-	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-	defer cancel()
-	if c.a.cfg.Resolver != "" {
-		return discoverDNS(ctx, c.a.cfg.Resolver, c.a.cfg.Service)
-	}
-	urls := c.a.cfg.Lists
-	start := c.rnd.IntN(len(urls))
-	var errs []error
-	for i := range urls {
-		l, err := fetchList(ctx, c.a.http, urls[(start+i)%len(urls)])
-		if err == nil {
-			return l, nil
-		}
-		errs = append(errs, err)
-	}
-	return nil, errors.Join(errs...)
-}
-
-// discoverDNS reads the _farm TXT record through resolver, over TCP when the
-// UDP answer is truncated.
-func discoverDNS(ctx context.Context, resolver, service string) (*farm.List, error) {
-	m := new(dns.Msg)
-	m.SetQuestion(dns.Fqdn("_farm."+service), dns.TypeTXT)
-	m.SetEdns0(1232, false)
-	in, _, err := (&dns.Client{Net: "udp", Timeout: 2 * time.Second}).ExchangeContext(ctx, m, resolver)
-	if err == nil && in.Truncated {
-		in, _, err = (&dns.Client{Net: "tcp", Timeout: 2 * time.Second}).ExchangeContext(ctx, m, resolver)
-	}
-	if err != nil {
-		return nil, err
-	}
-	if in.Rcode != dns.RcodeSuccess {
-		return nil, fmt.Errorf("_farm.%s: %s", service, dns.RcodeToString[in.Rcode])
-	}
-	var strs []string
-	for _, rr := range in.Answer {
-		if t, ok := rr.(*dns.TXT); ok {
-			strs = append(strs, t.Txt...)
-		}
-	}
-	return farm.ParseTXT(strs)
-}
-
-func fetchList(ctx context.Context, hc *http.Client, base string) (*farm.List, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(base, "/")+"/farm", nil)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := hc.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
-		return nil, err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("%s/farm: %s", base, resp.Status)
-	}
-	return farm.ParseJSON(body)
-}
-
-func (c *client) pick(list *farm.List, excluded map[string]time.Time) (string, error) {
-	l := list.Clone()
-	now := time.Now()
-	for i := range l.Servers {
-		if until, ok := excluded[l.Servers[i].URL]; ok && now.Before(until) {
-			l.Servers[i].Status = farm.StatusDown
-		}
-	}
-	p, _ := farm.NewPolicy(farm.DefaultPolicy)
-	s, err := p.Pick(l, c.rnd)
-	if err != nil {
-		return "", err
-	}
-	return s.URL, nil
-}
-
-// errFull is a 503 from a node at capacity or draining.
-type errFull struct{ try string }
-
-func (e *errFull) Error() string { return "503, try " + e.try }
-
-// stream opens base's /stream and reads events until it fails, goes silent
-// for longer than Idle, or is told to move. It always returns an error.
-func (c *client) stream(ctx context.Context, base string, connected func(node string)) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	u := strings.TrimRight(base, "/") + "/stream?topic=" + c.a.cfg.Topic
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Accept", "text/event-stream")
-	if c.cursor != "" {
-		req.Header.Set("Last-Event-ID", c.cursor)
-	}
-	idle := time.AfterFunc(c.a.cfg.Idle, cancel)
-	defer idle.Stop()
-	resp, err := c.a.http.Do(req)
-	if err != nil {
-		if !idle.Stop() {
-			return fmt.Errorf("no answer within %v", c.a.cfg.Idle)
-		}
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode == http.StatusServiceUnavailable {
-		var body struct {
-			Try string `json:"try"`
-		}
-		_ = json.NewDecoder(io.LimitReader(resp.Body, 4096)).Decode(&body)
-		if body.Try == "" {
-			body.Try = resp.Header.Get("Location")
-		}
-		return &errFull{try: body.Try}
-	}
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("stream: %s", resp.Status)
-	}
-	node := resp.Header.Get("Farmlb-Node")
-	if node == "" {
-		node = base
-	}
-	connected(node)
-	idle.Reset(c.a.cfg.Idle)
-	br := bufio.NewReaderSize(resp.Body, 4096)
-	var id, event string
-	var data []string
-	for {
-		line, err := br.ReadString('\n')
-		if err != nil {
-			if ctx.Err() != nil {
-				return fmt.Errorf("silent for %v", c.a.cfg.Idle)
-			}
-			return fmt.Errorf("stream from %s ended: %w", node, err)
-		}
-		idle.Reset(c.a.cfg.Idle)
-		line = strings.TrimRight(line, "\r\n")
-		switch {
-		case line == "":
-			if event != "" || len(data) > 0 {
-				if mv := c.handle(id, event, strings.Join(data, "\n")); mv != nil {
-					return mv
-				}
-			}
-			id, event, data = "", "", nil
-		case strings.HasPrefix(line, ":"):
-		default:
-			field, value, _ := strings.Cut(line, ":")
-			value = strings.TrimPrefix(value, " ")
-			switch field {
-			case "id":
-				id = value
-			case "event":
-				event = value
-			case "data":
-				data = append(data, value)
-			}
-		}
-	}
-}
-
-// handle takes one event; it returns non-nil when the client must move.
-func (c *client) handle(id, event, data string) *errMove {
-	if id != "" {
-		c.cursor = id
-	}
-	switch event {
-	case "farmlb-reset":
-		c.resets++
-	case "farmlb-move":
-		var mv struct {
-			URL     string `json:"url"`
-			DelayMS int    `json:"delay_ms"`
-		}
-		_ = json.Unmarshal([]byte(data), &mv)
-		return &errMove{url: mv.URL, delay: time.Duration(mv.DelayMS) * time.Millisecond}
-	case "", c.a.cfg.Topic:
-		if n, err := strconv.Atoi(strings.TrimSpace(data)); err == nil {
-			c.seen[n]++
-		}
-	}
-	return nil
 }
 
 // toRanges turns a set of integers into sorted [first, last] ranges.
 func toRanges(xs []int) [][2]int {
 	slices.Sort(xs)
-	var out [][2]int
+	out := [][2]int{}
 	for _, x := range xs {
 		if n := len(out); n > 0 && out[n-1][1]+1 == x {
 			out[n-1][1] = x

@@ -337,3 +337,24 @@ func (p *publisher) publish(ctx context.Context, n HostConfig, seq int) error {
 	}
 	return nil
 }
+
+// fetchList gets base's /farm.
+func fetchList(ctx context.Context, hc *http.Client, base string) (*farm.List, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(base, "/")+"/farm", nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("%s/farm: %s", base, resp.Status)
+	}
+	return farm.ParseJSON(body)
+}

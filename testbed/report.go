@@ -235,8 +235,7 @@ func falseDowns(rc *recorder, p Plan) int {
 	return n
 }
 
-// addClients reads one agent's output: connect events, then one record per
-// client.
+// addClients reads one agent's output: one record per client.
 func (rep *Report) addClients(path string, acked map[int]time.Time) error {
 	f, err := os.Open(path)
 	if err != nil {
@@ -257,20 +256,15 @@ func (rep *Report) addClients(path string, acked map[int]time.Time) error {
 			return fmt.Errorf("%s: %w", path, err)
 		}
 		switch kind.Kind {
-		case "connect":
-			var ev AgentEvent
-			if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
-				return err
-			}
-			if ev.ReconnectMS >= 0 {
-				rep.reconnects = append(rep.reconnects, ev.ReconnectMS)
-			}
 		case "client":
 			var c AgentClient
 			if err := json.Unmarshal(sc.Bytes(), &c); err != nil {
 				return err
 			}
 			rep.Clients++
+			for _, f := range c.Failovers {
+				rep.reconnects = append(rep.reconnects, f.TookMS)
+			}
 			rep.Duplicated += c.Duplicated
 			rep.Resets += c.Resets
 			if c.Node != "" {

@@ -442,10 +442,11 @@ func (r *runner) startAgents() error {
 		argv = append(argv, "--topic", r.s.Publish.Topic, "--idle", r.s.Clients.IdleTimeout.String(),
 			"--out", out, "--seed", fmt.Sprint(r.cfg.Seed+uint64(i)*7919))
 		if r.s.Clients.Discovery == "dns" {
-			argv = append(argv, "--resolver", netip.AddrPortFrom(r.plan.Resolver.Addr, dnsPort).String(), "--service", Service)
+			argv = append(argv, "--resolver", netip.AddrPortFrom(r.plan.Resolver.Addr, dnsPort).String(), "--service", Service,
+				"--http-port", fmt.Sprint(httpPort))
 		} else {
 			for _, n := range r.plan.Nodes {
-				argv = append(argv, "--list", NodeURL(n))
+				argv = append(argv, "--list", NodeURL(n)+"/farm")
 			}
 		}
 		rd, wr, err := os.Pipe()

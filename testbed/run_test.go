@@ -29,6 +29,8 @@ func agentHelper() bool {
 			cfg.Resolver = v
 		case "--service":
 			cfg.Service = v
+		case "--http-port":
+			fmt.Sscan(v, &cfg.HTTPPort)
 		case "--list":
 			cfg.Lists = append(cfg.Lists, v)
 		case "--topic":
@@ -75,7 +77,7 @@ name: standin
 description: Two stand-in nodes, 40 clients through DNS, serverA killed.
 nodes: [{name: serverA}, {name: serverB}]
 dns: true
-clients: {kind: agent, hosts: 2, discovery: dns, idle_timeout: 2s}
+clients: {kind: agent, hosts: 2, discovery: dns, idle_timeout: 3s}
 publish: {rate: 20}
 duration: 9s
 settle: 1s

@@ -63,7 +63,8 @@ type ClientSpec struct {
 	// or "list" (GET /farm on any node).
 	Discovery string
 	// IdleTimeout is how long a stream may stay silent (no event, no
-	// keep-alive) before the client gives it up as hung.
+	// keep-alive) before an agent client gives it up as hung; zero keeps
+	// clientlib's default. (farmctl swarm always uses clientlib's default.)
 	IdleTimeout time.Duration
 }
 
@@ -300,7 +301,10 @@ func ParseScenario(data []byte) (*Scenario, error) {
 	default:
 		bad("clients.discovery", "%q is not dns or list", s.Clients.Discovery)
 	}
-	s.Clients.IdleTimeout = dur("clients.idle_timeout", raw.Clients.IdleTimeout, "3s")
+	s.Clients.IdleTimeout = dur("clients.idle_timeout", raw.Clients.IdleTimeout, "")
+	if s.Clients.IdleTimeout > 0 && s.Clients.Kind == "swarm" {
+		bad("clients.idle_timeout", "farmctl swarm has no idle timeout setting; use kind: agent")
+	}
 	s.Publish = PublishSpec{Topic: raw.Publish.Topic, Rate: raw.Publish.Rate}
 	if s.Publish.Topic == "" {
 		s.Publish.Topic = "seq"

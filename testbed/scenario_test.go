@@ -56,7 +56,7 @@ func TestParseScenarioDefaults(t *testing.T) {
 		t.Errorf("dns defaults: %+v %+v", s.DNS, s.Clients)
 	case s.Publish.Topic != "seq", s.Publish.Rate != 10:
 		t.Errorf("publish defaults: %+v", s.Publish)
-	case s.Settle != 5*time.Second, s.Clients.IdleTimeout != 3*time.Second:
+	case s.Settle != 5*time.Second, s.Clients.IdleTimeout != 0:
 		t.Errorf("durations: settle %v idle %v", s.Settle, s.Clients.IdleTimeout)
 	case s.Nodes[0].Priority.String() != "A":
 		t.Errorf("priority %v", s.Nodes[0].Priority)

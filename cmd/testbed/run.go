@@ -165,14 +165,15 @@ func agentCommand() *cli.Command {
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "resolver", EnvVars: []string{"FARMLB_AGENT_RESOLVER"}, Usage: "DNS resolver `HOST:PORT` for the _farm TXT list"},
 			&cli.StringFlag{Name: "service", Value: testbed.Service, EnvVars: []string{"FARMLB_AGENT_SERVICE"}, Usage: "service `NAME`"},
-			&cli.StringSliceFlag{Name: "list", EnvVars: []string{"FARMLB_AGENT_LIST"}, Usage: "node `URL` whose /farm gives the list (repeat)"},
+			&cli.IntFlag{Name: "http-port", Value: 8080, EnvVars: []string{"FARMLB_AGENT_HTTP_PORT"}, Usage: "`PORT` of /farm on the service's A records"},
+			&cli.StringSliceFlag{Name: "list", EnvVars: []string{"FARMLB_AGENT_LIST"}, Usage: "farm list `URL` (…/farm; repeat)"},
 			&cli.StringFlag{Name: "topic", Value: "seq", EnvVars: []string{"FARMLB_AGENT_TOPIC"}, Usage: "`TOPIC` to stream"},
-			&cli.DurationFlag{Name: "idle", Value: 3 * time.Second, EnvVars: []string{"FARMLB_AGENT_IDLE"}, Usage: "a stream silent this long is hung"},
+			&cli.DurationFlag{Name: "idle", EnvVars: []string{"FARMLB_AGENT_IDLE"}, Usage: "a stream silent this long is hung (0: clientlib's default)"},
 			&cli.StringFlag{Name: "out", Required: true, EnvVars: []string{"FARMLB_AGENT_OUT"}, Usage: "`FILE` for the JSON-lines records"},
 			&cli.Uint64Flag{Name: "seed", Value: 1, EnvVars: []string{"FARMLB_AGENT_SEED"}, Usage: "`SEED` of the clients' choices"},
 		},
 		Action: func(c *cli.Context) error {
-			cfg := testbed.AgentConfig{Resolver: c.String("resolver"), Service: c.String("service"), Lists: c.StringSlice("list"),
+			cfg := testbed.AgentConfig{Resolver: c.String("resolver"), Service: c.String("service"), HTTPPort: c.Int("http-port"), Lists: c.StringSlice("list"),
 				Topic: c.String("topic"), Idle: c.Duration("idle"), Seed: c.Uint64("seed"),
 				Logger: slog.New(slog.NewTextHandler(c.App.ErrWriter, nil))}
 			if cfg.Resolver == "" && len(cfg.Lists) == 0 {
