@@ -355,7 +355,7 @@ func Down(prefix string) (Removed, error) {
 	if prefix == "" {
 		return r, errors.New("down needs a non-empty prefix")
 	}
-	namespaces, links, err := Leftovers(prefix)
+	namespaces, _, err := Leftovers(prefix)
 	if err != nil {
 		return r, err
 	}
@@ -377,7 +377,7 @@ func Down(prefix string) (Removed, error) {
 		r.Namespaces = append(r.Namespaces, name)
 	}
 	// Links are listed again: removing a namespace removes the veth ends in it.
-	_, links, err = Leftovers(prefix)
+	_, links, err := Leftovers(prefix)
 	if err != nil {
 		return r, err
 	}

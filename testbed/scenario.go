@@ -376,9 +376,7 @@ func ParseScenario(data []byte) (*Scenario, error) {
 		}
 		s.Timeline = append(s.Timeline, step)
 	}
-	e := raw.Expect
-	s.Expect = Expect{Lost: e.Lost, Duplicated: e.Duplicated, DetectMSMax: e.DetectMSMax, DNSRemovedMSMax: e.DNSRemovedMSMax,
-		ReconnectMSP99: e.ReconnectMSP99, FalseDown: e.FalseDown, ResolveFailures: e.ResolveFailures, MaxOverMean: e.MaxOverMean}
+	s.Expect = Expect(raw.Expect)
 	for _, sec := range []struct {
 		key  string
 		node *yaml.Node

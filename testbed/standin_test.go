@@ -110,7 +110,7 @@ func standInPushd(ctx context.Context, f *config.Farm, name string) error {
 		body, _ := io.ReadAll(r.Body)
 		seq, err := strconv.Atoi(string(body))
 		if err != nil {
-			http.Error(w, "not a number", 400)
+			http.Error(w, "not a number", http.StatusBadRequest)
 			return
 		}
 		n.add(seq)
@@ -127,7 +127,7 @@ func standInPushd(ctx context.Context, f *config.Farm, name string) error {
 			}
 		}
 		if held < min(2, up) {
-			http.Error(w, "not replicated", 503)
+			http.Error(w, "not replicated", http.StatusServiceUnavailable)
 			return
 		}
 		fmt.Fprintf(w, `{"id":"%d","topic":%q}`, seq, r.PathValue("topic"))
