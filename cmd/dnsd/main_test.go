@@ -6,6 +6,7 @@ import (
 	"context"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -125,6 +126,7 @@ type proc struct {
 	cmd   *exec.Cmd
 	lines chan string
 	done  chan struct{}
+	seen  []string // the lines waitLog has read
 }
 
 // startDnsd builds and starts the binary and waits for its "serving" log
@@ -175,6 +177,7 @@ func (p *proc) waitLog(t *testing.T, s string) string {
 	for {
 		select {
 		case line := <-p.lines:
+			p.seen = append(p.seen, line)
 			if strings.Contains(line, s) {
 				return line
 			}
@@ -208,7 +211,7 @@ func TestProcessReloadAndStop(t *testing.T) {
 	list := writeList(t, dir, farmText)
 	// The poller is slowed down so that only SIGHUP reloads.
 	p, addr := startDnsd(t, "--zone", "stream.farmlb.test", "--list", list, "--list-poll", "1h",
-		"--listen", "127.0.0.31:0", "--metrics", "127.0.0.31:0")
+		"--listen", "127.0.0.31:0", "--metrics", "127.0.0.31:0", "--log-level", "debug")
 	if got := askA(t, addr); len(got) != 2 {
 		t.Fatalf("A %v, want 2 addresses", got)
 	}
@@ -217,6 +220,7 @@ func TestProcessReloadAndStop(t *testing.T) {
 		t.Fatal(err)
 	}
 	p.waitLog(t, "list loaded")
+	p.waitLog(t, "table taken") // the server has built the new answers
 	if got := askA(t, addr); len(got) != 2 {
 		// serverB is group B: still not in the answer, but it is UP now.
 		t.Fatalf("A %v after reload, want 2 addresses", got)
@@ -226,6 +230,27 @@ func TestProcessReloadAndStop(t *testing.T) {
 	r, err := dns.Exchange(m, addr)
 	if err != nil || len(r.Answer) != 1 || !strings.Contains(r.Answer[0].String(), "serverB.stream.farmlb.test:8080 UP") {
 		t.Fatalf("_farm after SIGHUP: %v %v, want serverB UP", r, err)
+	}
+
+	// The metrics endpoint counts what was asked.
+	var metricsURL string
+	for _, line := range p.seen {
+		if m := regexp.MustCompile(`msg=metrics addr=(\S+)`).FindStringSubmatch(line); m != nil {
+			metricsURL = m[1]
+		}
+	}
+	hc := &http.Client{Timeout: 5 * time.Second}
+	defer hc.CloseIdleConnections()
+	resp, err := hc.Get(metricsURL)
+	if err != nil {
+		t.Fatalf("metrics at %q: %v", metricsURL, err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{`farmlb_dnsd_queries_total{rcode="NOERROR",type="A"} 2`, "farmlb_dnsd_table_age_seconds", `farmlb_dnsd_list_reloads_total{result="ok"}`} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("metrics lack %q", want)
+		}
 	}
 
 	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
