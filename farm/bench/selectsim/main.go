@@ -42,6 +42,7 @@ type options struct {
 	sizes    []int
 	policies []string
 	workers  int
+	users    int
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
@@ -53,6 +54,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.Uint64Var(&o.seed, "seed", 1, "first seed (seeds are seed, seed+1, ...)")
 	fs.StringVar(&sizes, "n", "2,10,50", "farm sizes, comma-separated")
 	fs.StringVar(&policies, "policy", strings.Join(farm.PolicyNames(), ","), "policies, comma-separated")
+	fs.IntVar(&o.users, "users", 1000, "steady users per server in scenarios 2, 3 and 4")
 	fs.IntVar(&o.workers, "workers", runtime.GOMAXPROCS(0), "simulations run in parallel")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "usage: selectsim [flags]\n\nThe balance benchmark of farmlb's selection policies; prints markdown tables.\n\n")
@@ -80,8 +82,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		o.policies = append(o.policies, p)
 	}
-	if o.seeds < 1 || o.workers < 1 {
-		fmt.Fprintln(stderr, "selectsim: -seeds and -workers must be at least 1")
+	if o.seeds < 1 || o.workers < 1 || o.users < 1 {
+		fmt.Fprintln(stderr, "selectsim: -seeds, -workers and -users must be at least 1")
 		return 2
 	}
 	tables, err := simulate(o, stderr)
@@ -128,18 +130,22 @@ func simulate(o options, progress io.Writer) (map[key][]result, error) {
 		wg       sync.WaitGroup
 	)
 	began := time.Now()
+	var shown time.Time
 	for range o.workers {
 		wg.Go(func() {
 			for i := range next {
 				j := jobs[i]
-				res, err := runAll(func() farm.Policy { p, _ := farm.NewPolicy(j.policy); return p }, j.n, j.mode, j.seed)
+				res, err := runAll(func() farm.Policy { p, _ := farm.NewPolicy(j.policy); return p }, j.n, o.users, j.mode, j.seed)
 				mu.Lock()
 				results[i] = res
 				if err != nil && firstErr == nil {
 					firstErr = fmt.Errorf("%s, n=%d, %s lists, seed %d: %w", j.policy, j.n, j.mode, j.seed, err)
 				}
 				done++
-				fmt.Fprintf(progress, "\rselectsim: %d/%d runs, %.1f s", done, len(jobs), time.Since(began).Seconds())
+				if now := time.Now(); now.Sub(shown) >= 250*time.Millisecond || done == len(jobs) {
+					shown = now
+					fmt.Fprintf(progress, "\rselectsim: %d/%d runs, %.1f s", done, len(jobs), time.Since(began).Seconds())
+				}
 				mu.Unlock()
 			}
 		})
@@ -275,7 +281,7 @@ func cell(rs []result, m info, c column) string {
 }
 
 func writeTables(w io.Writer, o options, t map[key][]result) {
-	fmt.Fprintf(w, "Seeds %d–%d (%d runs per cell; mean ± standard deviation).\n\n", o.seed, o.seed+uint64(o.seeds)-1, o.seeds)
+	fmt.Fprintf(w, "Seeds %d–%d (%d runs per cell; mean ± standard deviation); %d users per server in scenarios 2–4.\n\n", o.seed, o.seed+uint64(o.seeds)-1, o.seeds, o.users)
 	// Summary: the issue's own definitions at n = 10.
 	if slices.Contains(o.sizes, 10) {
 		fmt.Fprintf(w, "### Summary, n = 10: fresh lists for 1 and 2, the list from the moment before for 3 and 4\n\n")

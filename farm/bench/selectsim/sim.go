@@ -7,17 +7,15 @@ import (
 	"github.com/farmlb/farmlb/farm"
 )
 
-// perServer is the steady population of one server in scenarios 2, 3 and 4
-// ("a farm of 10 × 1000 users").
-const perServer = 1000
-
 // coldFill is the number of clients of scenario 1.
 const coldFill = 10000
 
 // maxArrivals caps scenario 2a: random needs 19× the farm's population to
 // bring an empty server to 95% with arrivals alone (it never catches up in
-// users, only in ratio), inverse-share about as much at n = 50.
-const maxArrivals = 2_000_000
+// users, only in ratio), 170,000 arrivals for 10 servers and 930,000 for 50;
+// inverse-share needs nearly as many. The cap keeps the whole benchmark
+// within a minute; a capped figure is printed as "> 300,000".
+const maxArrivals = 300_000
 
 // maxTurnovers caps scenario 2b.
 const maxTurnovers = 50
@@ -67,10 +65,13 @@ type sim struct {
 	prober farm.Prober
 	cum    []float64
 	index  map[string]int
+	// perServer is the steady population of one server in scenarios 2, 3
+	// and 4 ("a farm of 10 × 1000 users").
+	perServer int
 }
 
-func newSim(pol farm.Policy, n int, mode info, r *rand.Rand) *sim {
-	s := &sim{pol: pol, r: r, users: make([]int, n), every: mode.interval(n), index: make(map[string]int, n)}
+func newSim(pol farm.Policy, n, perServer int, mode info, r *rand.Rand) *sim {
+	s := &sim{pol: pol, r: r, users: make([]int, n), perServer: perServer, every: mode.interval(n), index: make(map[string]int, n)}
 	s.live = &farm.List{Service: "sim.farmlb.test"}
 	for i := range n {
 		name := fmt.Sprintf("s%02d", i)
@@ -205,10 +206,11 @@ func (s *sim) maxOverMean() float64 {
 
 // steadyFarm returns the loads of n servers with perServer users each on
 // average, spread as uniform random arrivals and departures leave them
-// (each server's count is Binomial(n·1000, 1/n), standard deviation about
-// √1000 ≈ 32): the farm "before" scenarios 2, 3 and 4. It depends on the
-// seed and n only, so every policy and info mode starts from the same farm.
-func steadyFarm(n int, r *rand.Rand) []int {
+// (each server's count is Binomial(n·perServer, 1/n), standard deviation
+// about √1000 ≈ 32 for 1000): the farm "before" scenarios 2, 3 and 4. It
+// depends on the seed, n and perServer only, so every policy and info mode
+// starts from the same farm.
+func steadyFarm(n, perServer int, r *rand.Rand) []int {
 	u := make([]int, n)
 	for range n * perServer {
 		u[r.IntN(n)]++
@@ -216,17 +218,17 @@ func steadyFarm(n int, r *rand.Rand) []int {
 	return u
 }
 
-// result is what one run of every scenario measured; a value is NaN where
-// the scenario does not apply and capped values are flagged.
+// result is what one run of every scenario measured; capped values are
+// flagged. Scenario 2 is not run on shared lists (see BENCHMARKS.md).
 type result struct {
-	cold        float64 // 1: max/mean after the cold fill
-	refill      float64 // 2a: arrivals until the restarted server holds 95% of the mean
-	refillCap   bool
-	lands       float64 // 2a: restarted/mean once the clients of that last list have arrived
-	turnovers   float64 // 2b: departures / (n·1000) until 95%
-	turnCap     bool
-	dies        float64 // 3: max/mean over the survivors
-	reconnect   float64 // 4: max/mean
+	cold      float64 // 1: max/mean after the cold fill
+	refill    float64 // 2a: arrivals until the restarted server holds 95% of the mean
+	refillCap bool
+	lands     float64 // 2a: restarted/mean once the clients of that last list have arrived
+	turnovers float64 // 2b: departures / (n·1000) until 95%
+	turnCap   bool
+	dies      float64 // 3: max/mean over the survivors
+	reconnect float64 // 4: max/mean
 }
 
 // newPolicy returns a fresh instance per scenario: round-robin's counter
@@ -235,28 +237,28 @@ type policyMaker func() farm.Policy
 
 // runAll runs the four scenarios for one policy, farm size, info mode and
 // seed.
-func runAll(mk policyMaker, n int, mode info, seed uint64) (result, error) {
+func runAll(mk policyMaker, n, perServer int, mode info, seed uint64) (result, error) {
 	var res result
-	pre := steadyFarm(n, rand.New(rand.NewPCG(seed, uint64(n))))
+	pre := steadyFarm(n, perServer, rand.New(rand.NewPCG(seed, uint64(n)<<32|uint64(perServer))))
 	rng := func(scenario uint64) *rand.Rand {
 		return rand.New(rand.NewPCG(seed, uint64(n)<<16|uint64(mode)<<8|scenario))
 	}
 	var err error
-	if res.cold, err = scenarioCold(newSim(mk(), n, mode, rng(1))); err != nil {
+	if res.cold, err = scenarioCold(newSim(mk(), n, perServer, mode, rng(1))); err != nil {
 		return res, fmt.Errorf("scenario 1: %w", err)
 	}
 	if mode != shared {
-		if res.refill, res.lands, res.refillCap, err = scenarioRefill(newSim(mk(), n, mode, rng(2)), pre); err != nil {
+		if res.refill, res.lands, res.refillCap, err = scenarioRefill(newSim(mk(), n, perServer, mode, rng(2)), pre); err != nil {
 			return res, fmt.Errorf("scenario 2a: %w", err)
 		}
-		if res.turnovers, res.turnCap, err = scenarioChurn(newSim(mk(), n, mode, rng(3)), pre); err != nil {
+		if res.turnovers, res.turnCap, err = scenarioChurn(newSim(mk(), n, perServer, mode, rng(3)), pre); err != nil {
 			return res, fmt.Errorf("scenario 2b: %w", err)
 		}
 	}
-	if res.dies, err = scenarioDies(newSim(mk(), n, mode, rng(4)), pre); err != nil {
+	if res.dies, err = scenarioDies(newSim(mk(), n, perServer, mode, rng(4)), pre); err != nil {
 		return res, fmt.Errorf("scenario 3: %w", err)
 	}
-	if res.reconnect, err = scenarioReconnect(newSim(mk(), n, mode, rng(5)), pre); err != nil {
+	if res.reconnect, err = scenarioReconnect(newSim(mk(), n, perServer, mode, rng(5)), pre); err != nil {
 		return res, fmt.Errorf("scenario 4: %w", err)
 	}
 	return res, nil
@@ -320,7 +322,7 @@ func scenarioChurn(s *sim, pre []int) (float64, bool, error) {
 	if err := s.start(); err != nil {
 		return 0, false, err
 	}
-	pop := float64(len(s.users) * perServer)
+	pop := float64(len(s.users) * s.perServer)
 	limit := int(maxTurnovers * pop)
 	departures := 0
 	for !s.reached() {
