@@ -147,7 +147,9 @@ type InverseShare struct{}
 func (InverseShare) Name() string { return "inverse-share" }
 
 // Pick implements Policy.
-func (p InverseShare) Pick(l *List, r *rand.Rand) (Server, error) { return pickByProbabilities(p, l, r) }
+func (p InverseShare) Pick(l *List, r *rand.Rand) (Server, error) {
+	return pickByProbabilities(p, l, r)
+}
 
 // Probabilities implements Prober.
 func (InverseShare) Probabilities(l *List) ([]float64, error) {

@@ -4,9 +4,11 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	"github.com/urfave/cli/v2"
 )
@@ -21,7 +23,7 @@ func main() {
 // newApp builds the command line with its output writers passed in, so that
 // tests run it in process.
 func newApp(stdout, stderr io.Writer) *cli.App {
-	return &cli.App{
+	app := &cli.App{
 		Name:      "farmctl",
 		Usage:     "inspect and drive a farmlb farm",
 		Writer:    stdout,
@@ -31,6 +33,21 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		},
 		// Errors are printed once, by main.
 		ExitErrHandler: func(*cli.Context, error) {},
+		OnUsageError:   usageError,
+	}
+	setUsageErrors(app.Commands)
+	return app
+}
+
+// usageError turns a flag-parsing error into exit status 2.
+func usageError(_ *cli.Context, err error, _ bool) error { return cli.Exit(err.Error(), 2) }
+
+func setUsageErrors(cmds []*cli.Command) {
+	for _, c := range cmds {
+		if c.OnUsageError == nil {
+			c.OnUsageError = usageError
+		}
+		setUsageErrors(c.Subcommands)
 	}
 }
 
@@ -38,8 +55,12 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 // (bad flags or arguments), 1 for everything else.
 func exitCode(err error) int {
 	var ec cli.ExitCoder
-	if errorsAs(err, &ec) {
+	if errors.As(err, &ec) {
 		return ec.ExitCode()
+	}
+	// urfave/cli reports a missing required flag with an unexported type.
+	if strings.HasPrefix(err.Error(), "Required flag") {
+		return 2
 	}
 	return 1
 }
