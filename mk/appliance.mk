@@ -1,0 +1,50 @@
+# The appliance: a bootable disk image and a Debian package (see README.md,
+# "The appliance"). Targets: image, image-test, image-test-uefi, deb, deb-test.
+
+APPLIANCE_OUT    := build/appliance
+APPLIANCE_IMG    := build/appliance.img
+# The config copied into /farmlb/ on the image; by default a one-box demo
+# farm made from packaging/appliance/ with certificates made by farmctl ca.
+APPLIANCE_CONFIG ?= $(APPLIANCE_OUT)/config
+# Whatever daemons exist are put in the image; the init reports a service
+# whose binary is missing at GET /status.
+APPLIANCE_BINS   := $(filter pushd dnsd farmctl,$(CMDS))
+APPLIANCE_LDFLAGS := -s -w -buildid=
+KERNEL_MODULE    := github.com/gokrazy/kernel.amd64
+
+.PHONY: image image-test image-test-uefi appliance-bins appliance-config deb deb-test
+
+appliance-bins:
+	@mkdir -p $(APPLIANCE_OUT)/bin
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags='$(APPLIANCE_LDFLAGS)' -o $(APPLIANCE_OUT)/bin/ ./appliance/cmd/farmlb-init $(addprefix ./cmd/,$(APPLIANCE_BINS))
+	$(GO) build -trimpath -o $(APPLIANCE_OUT)/ ./appliance/cmd/mkimage
+
+# The demo config: made once, kept (so rebuilding gives the same image).
+$(APPLIANCE_OUT)/config/appliance.yaml: packaging/appliance/appliance.yaml packaging/appliance/farm.yaml | appliance-bins
+	@mkdir -p $(APPLIANCE_OUT)/config
+	cp packaging/appliance/appliance.yaml packaging/appliance/farm.yaml $(APPLIANCE_OUT)/config/
+	@if $(APPLIANCE_OUT)/bin/farmctl ca --help >/dev/null 2>&1; then \
+	  [ -e $(APPLIANCE_OUT)/config/ca.crt ] || $(APPLIANCE_OUT)/bin/farmctl ca init --farm stream.farmlb.test $(APPLIANCE_OUT)/config; \
+	  for m in serverA ns1; do [ -e $(APPLIANCE_OUT)/config/$$m.crt ] || $(APPLIANCE_OUT)/bin/farmctl ca issue $(APPLIANCE_OUT)/config $$m; done; \
+	  rm -f $(APPLIANCE_OUT)/config/ca.key; \
+	else echo "image: farmctl has no 'ca' command yet; the demo config has no certificates"; fi
+
+appliance-config: $(if $(filter $(APPLIANCE_OUT)/config,$(APPLIANCE_CONFIG)),$(APPLIANCE_OUT)/config/appliance.yaml)
+
+image: deps appliance-bins appliance-config ## build/appliance.img: boots by BIOS and UEFI; config in /farmlb/ on its FAT partition
+	@echo "image: kernel $(KERNEL_MODULE) as pinned in tools/kernel/go.mod"
+	cd tools/kernel && $(GO) mod download $(KERNEL_MODULE)
+	$(APPLIANCE_OUT)/mkimage initramfs --init $(APPLIANCE_OUT)/bin/farmlb-init $(addprefix --bin $(APPLIANCE_OUT)/bin/,$(APPLIANCE_BINS)) -o $(APPLIANCE_OUT)/initrd.gz
+	$(APPLIANCE_OUT)/mkimage disk --kernel "$$(cd tools/kernel && $(GO) list -m -f '{{.Dir}}' $(KERNEL_MODULE))/vmlinuz" \
+	  --initrd $(APPLIANCE_OUT)/initrd.gz --config $(APPLIANCE_CONFIG) -o $(APPLIANCE_IMG)
+	@ls -l $(APPLIANCE_IMG); du -h --apparent-size $(APPLIANCE_IMG) | sed 's/^/apparent size: /'; du -h $(APPLIANCE_IMG) | sed 's/^/on disk (sparse): /'
+
+# Boots the image under qemu (TCG, user-mode network forwarded to
+# 127.0.0.1 only) and checks it from the host; see appliance/imagetest.
+image-test: image ## boot build/appliance.img in qemu (BIOS) and check its services from the host
+	FARMLB_IMAGE=$(CURDIR)/$(APPLIANCE_IMG) FARMLB_IMAGE_CONFIG=$(CURDIR)/$(APPLIANCE_CONFIG) \
+	  $(GO) test -count=1 -v -timeout 10m -run 'TestImage$$' ./appliance/imagetest/
+
+image-test-uefi: image ## the same boot by UEFI (OVMF)
+	FARMLB_IMAGE=$(CURDIR)/$(APPLIANCE_IMG) FARMLB_IMAGE_CONFIG=$(CURDIR)/$(APPLIANCE_CONFIG) FARMLB_IMAGE_FIRMWARE=uefi \
+	  $(GO) test -count=1 -v -timeout 10m -run 'TestImage$$' ./appliance/imagetest/
