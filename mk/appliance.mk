@@ -42,9 +42,9 @@ image: deps appliance-bins appliance-config ## build/appliance.img: boots by BIO
 # Boots the image under qemu (TCG, user-mode network forwarded to
 # 127.0.0.1 only) and checks it from the host; see appliance/imagetest.
 image-test: image ## boot build/appliance.img in qemu (BIOS) and check its services from the host
-	FARMLB_IMAGE=$(CURDIR)/$(APPLIANCE_IMG) FARMLB_IMAGE_CONFIG=$(CURDIR)/$(APPLIANCE_CONFIG) \
+	FARMLB_IMAGE=$(CURDIR)/$(APPLIANCE_IMG) FARMLB_IMAGE_CONFIG=$(abspath $(APPLIANCE_CONFIG)) FARMLB_IMAGE_SERVICES="$(filter pushd dnsd,$(APPLIANCE_BINS))" \
 	  $(GO) test -count=1 -v -timeout 10m -run 'TestImage$$' ./appliance/imagetest/
 
 image-test-uefi: image ## the same boot by UEFI (OVMF)
-	FARMLB_IMAGE=$(CURDIR)/$(APPLIANCE_IMG) FARMLB_IMAGE_CONFIG=$(CURDIR)/$(APPLIANCE_CONFIG) FARMLB_IMAGE_FIRMWARE=uefi \
+	FARMLB_IMAGE=$(CURDIR)/$(APPLIANCE_IMG) FARMLB_IMAGE_CONFIG=$(abspath $(APPLIANCE_CONFIG)) FARMLB_IMAGE_SERVICES="$(filter pushd dnsd,$(APPLIANCE_BINS))" FARMLB_IMAGE_FIRMWARE=uefi \
 	  $(GO) test -count=1 -v -timeout 10m -run 'TestImage$$' ./appliance/imagetest/

@@ -168,6 +168,7 @@ func (s *Supervisor) Run(ctx context.Context) {
 		wg.Go(func() { s.supervise(ctx, svc) })
 	}
 	wg.Wait()
+	<-ctx.Done() // with no services, still run until told to stop
 }
 
 func (s *Supervisor) supervise(ctx context.Context, svc appliance.Service) {

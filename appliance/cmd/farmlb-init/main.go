@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/farmlb/farmlb/appliance/initd"
@@ -29,10 +30,7 @@ func main() {
 }
 
 func pid1() {
-	console := io.Writer(os.Stderr)
-	if f, err := os.OpenFile("/dev/console", os.O_WRONLY, 0); err == nil {
-		console = f
-	}
+	console := consoles()
 	outcome := initd.Boot(context.Background(), initd.Options{Pid1: true, Console: console})
 	unix.Sync()
 	// Give the console a moment to drain its last lines; nothing else waits.
@@ -45,6 +43,26 @@ func pid1() {
 	// PID 1 must never exit: the kernel would panic.
 	fmt.Fprintln(console, "farmlb-init: reboot:", err)
 	select {}
+}
+
+// consoles writes to every console of the kernel command line (the screen
+// and the serial port), not only to /dev/console, which is the last one.
+func consoles() io.Writer {
+	var ws []io.Writer
+	if b, err := os.ReadFile("/sys/class/tty/console/active"); err == nil {
+		for _, name := range strings.Fields(string(b)) {
+			if f, err := os.OpenFile("/dev/"+name, os.O_WRONLY|unix.O_NOCTTY, 0); err == nil {
+				ws = append(ws, f)
+			}
+		}
+	}
+	if len(ws) == 0 {
+		if f, err := os.OpenFile("/dev/console", os.O_WRONLY|unix.O_NOCTTY, 0); err == nil {
+			return f
+		}
+		return os.Stderr
+	}
+	return io.MultiWriter(ws...)
 }
 
 func newApp(stdout, stderr io.Writer) *cli.App {
