@@ -48,3 +48,33 @@ image-test: image ## boot build/appliance.img in qemu (BIOS) and check its servi
 image-test-uefi: image ## the same boot by UEFI (OVMF)
 	FARMLB_IMAGE=$(CURDIR)/$(APPLIANCE_IMG) FARMLB_IMAGE_CONFIG=$(abspath $(APPLIANCE_CONFIG)) FARMLB_IMAGE_SERVICES="$(filter pushd dnsd,$(APPLIANCE_BINS))" FARMLB_IMAGE_FIRMWARE=uefi \
 	  $(GO) test -count=1 -v -timeout 10m -run 'TestImage$$' ./appliance/imagetest/
+
+# The Debian package: the daemons that exist, their systemd units, man
+# pages made from their --help by help2man, and /etc/farmlb/farm.yaml.
+DEB_OUT     := build/deb
+DEB_BINS    := $(filter pushd dnsd farmctl,$(CMDS))
+DEB_VERSION ?= $(shell git log -1 --format=0.1.0~git%cd.%h --date=format:%Y%m%d 2>/dev/null || echo 0.1.0)
+DEB_FILE    := build/farmlb_$(DEB_VERSION)_amd64.deb
+DEB_EPOCH   := $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
+desc_pushd   := farmlb push server: SSE streams, publish, the farm list
+desc_dnsd    := farmlb authoritative DNS server for the service zone
+desc_farmctl := inspect and drive a farmlb farm
+
+deb: deps ## build/farmlb_VERSION_amd64.deb with the daemons, systemd units, man pages, /etc/farmlb/farm.yaml
+	@rm -rf $(DEB_OUT) && mkdir -p $(DEB_OUT)/bin $(DEB_OUT)/man
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags='$(APPLIANCE_LDFLAGS)' -o $(DEB_OUT)/bin/ $(addprefix ./cmd/,$(DEB_BINS))
+	cd tools/nfpm && $(GO) build -o $(CURDIR)/$(DEB_OUT)/nfpm github.com/goreleaser/nfpm/v2/cmd/nfpm
+	@cp packaging/deb/nfpm.yaml $(DEB_OUT)/nfpm.yaml
+	@set -e; for b in $(DEB_BINS); do \
+	  SOURCE_DATE_EPOCH=$(DEB_EPOCH) help2man --no-info --no-discard-stderr --version-string=$(DEB_VERSION) --name="$$(case $$b in pushd) echo '$(desc_pushd)';; dnsd) echo '$(desc_dnsd)';; *) echo '$(desc_farmctl)';; esac)" $(DEB_OUT)/bin/$$b | gzip -9n > $(DEB_OUT)/man/$$b.1.gz; \
+	  printf '  - src: %s\n    dst: /usr/bin/%s\n    file_info: {mode: 0755}\n' $(DEB_OUT)/bin/$$b $$b >> $(DEB_OUT)/nfpm.yaml; \
+	  printf '  - src: %s\n    dst: /usr/share/man/man1/%s.1.gz\n    file_info: {mode: 0644}\n' $(DEB_OUT)/man/$$b.1.gz $$b >> $(DEB_OUT)/nfpm.yaml; \
+	  if [ -e packaging/deb/farmlb-$$b@.service ]; then \
+	    printf '  - src: packaging/deb/farmlb-%s@.service\n    dst: /usr/lib/systemd/system/farmlb-%s@.service\n    file_info: {mode: 0644}\n' $$b $$b >> $(DEB_OUT)/nfpm.yaml; fi; \
+	done
+	@rm -f build/farmlb_*_amd64.deb
+	SOURCE_DATE_EPOCH=$(DEB_EPOCH) VERSION=$(DEB_VERSION) $(DEB_OUT)/nfpm package --config $(DEB_OUT)/nfpm.yaml --packager deb --target $(DEB_FILE)
+	@dpkg-deb --info $(DEB_FILE) | sed -n '/Package/,$$p'
+
+deb-test: deb ## check the .deb's contents and metadata with dpkg-deb
+	FARMLB_DEB=$(CURDIR)/$(DEB_FILE) FARMLB_DEB_BINS="$(DEB_BINS)" $(GO) test -count=1 -v -run 'TestDeb$$' ./appliance/debtest/

@@ -10,3 +10,4 @@ want dpkg-deb dpkg
 [ -e /usr/lib/syslinux/mbr/gptmbr.bin ] || need+=(syslinux-common)
 [ -e /usr/lib/systemd/boot/efi/systemd-bootx64.efi ] || need+=(systemd-boot-efi)
 [ -e /usr/share/OVMF/OVMF_CODE_4M.fd ] || need+=(ovmf)
+want help2man help2man
