@@ -113,7 +113,7 @@ func pickWeighted(l *List, idx []int, w []float64, r *rand.Rand) Server {
 		sum += w[i]
 	}
 	if !(sum > 0) {
-		return l.Servers[idx[r.IntN(len(idx))]]
+		return l.Servers[idx[randIndex(r, len(idx))]]
 	}
 	x := r.Float64() * sum
 	for _, i := range idx {
@@ -135,6 +135,14 @@ func pickByProbabilities(p Prober, l *List, r *rand.Rand) (Server, error) {
 		return Server{}, err
 	}
 	return pickWeighted(l, idx, w, r), nil
+}
+
+// randIndex returns a random index below n. Every policy draws its
+// randomness as r.Float64() values, one at a time, so that another
+// implementation (farmlb.js) given the same numbers makes the same choice;
+// testdata/policy-vectors.json holds the shared cases.
+func randIndex(r *rand.Rand, n int) int {
+	return min(int(r.Float64()*float64(n)), n-1)
 }
 
 // InverseShare is the patent's method: within the best group, server i is
@@ -235,8 +243,8 @@ func (P2C) Pick(l *List, r *rand.Rand) (Server, error) {
 	if len(idx) == 1 {
 		return l.Servers[idx[0]], nil
 	}
-	a := r.IntN(len(idx))
-	b := r.IntN(len(idx) - 1)
+	a := randIndex(r, len(idx))
+	b := randIndex(r, len(idx)-1)
 	if b >= a {
 		b++
 	}
@@ -246,7 +254,7 @@ func (P2C) Pick(l *List, r *rand.Rand) (Server, error) {
 		return sa, nil
 	case sb.Users < sa.Users:
 		return sb, nil
-	case r.IntN(2) == 0:
+	case r.Float64() < 0.5:
 		return sa, nil
 	}
 	return sb, nil

@@ -4,18 +4,24 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 
 	"github.com/urfave/cli/v2"
 )
 
 func main() {
-	if err := newApp(os.Stdout, os.Stderr).Run(os.Args); err != nil {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := newApp(os.Stdout, os.Stderr).RunContext(ctx, os.Args); err != nil {
 		fmt.Fprintln(os.Stderr, "farmctl:", err)
+		stop()
 		os.Exit(exitCode(err))
 	}
 }
@@ -30,6 +36,13 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		ErrWriter: stderr,
 		Commands: []*cli.Command{
 			pickCommand(),
+			statusCommand(),
+			subscribeCommand(),
+			publishCommand(),
+			drainCommand("drain", "drain a node: it takes no new clients and moves its clients away"),
+			drainCommand("undrain", "undo a drain: the node takes new clients again"),
+			swarmCommand(),
+			caCommand(),
 		},
 		// Errors are printed once, by main.
 		ExitErrHandler: func(*cli.Context, error) {},

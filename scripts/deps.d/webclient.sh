@@ -1,0 +1,1 @@
+want node nodejs
