@@ -19,15 +19,16 @@ appliance-bins:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags='$(APPLIANCE_LDFLAGS)' -o $(APPLIANCE_OUT)/bin/ ./appliance/cmd/farmlb-init $(addprefix ./cmd/,$(APPLIANCE_BINS))
 	$(GO) build -trimpath -o $(APPLIANCE_OUT)/ ./appliance/cmd/mkimage
 
-# The demo config: made once, kept (so rebuilding gives the same image).
+# The demo config: made once and kept, so that rebuilding gives the same
+# image. The CA's key stays in $(APPLIANCE_OUT)/ca, off the image.
 $(APPLIANCE_OUT)/config/appliance.yaml: packaging/appliance/appliance.yaml packaging/appliance/farm.yaml | appliance-bins
-	@mkdir -p $(APPLIANCE_OUT)/config
+	@mkdir -p $(APPLIANCE_OUT)/config $(APPLIANCE_OUT)/ca
 	cp packaging/appliance/appliance.yaml packaging/appliance/farm.yaml $(APPLIANCE_OUT)/config/
 	@if $(APPLIANCE_OUT)/bin/farmctl ca --help >/dev/null 2>&1; then \
-	  [ -e $(APPLIANCE_OUT)/config/ca.crt ] || $(APPLIANCE_OUT)/bin/farmctl ca init --farm stream.farmlb.test $(APPLIANCE_OUT)/config; \
-	  for m in serverA ns1; do [ -e $(APPLIANCE_OUT)/config/$$m.crt ] || $(APPLIANCE_OUT)/bin/farmctl ca issue $(APPLIANCE_OUT)/config $$m; done; \
-	  rm -f $(APPLIANCE_OUT)/config/ca.key; \
-	else echo "image: farmctl has no 'ca' command yet; the demo config has no certificates"; fi
+	  [ -e $(APPLIANCE_OUT)/ca/ca.crt ] || $(APPLIANCE_OUT)/bin/farmctl ca init --farm stream.farmlb.test $(APPLIANCE_OUT)/ca; \
+	  for m in serverA ns1; do [ -e $(APPLIANCE_OUT)/ca/$$m.crt ] || $(APPLIANCE_OUT)/bin/farmctl ca issue $(APPLIANCE_OUT)/ca $$m; done; \
+	  cp $(APPLIANCE_OUT)/ca/ca.crt $(APPLIANCE_OUT)/ca/serverA.crt $(APPLIANCE_OUT)/ca/serverA.key $(APPLIANCE_OUT)/ca/ns1.crt $(APPLIANCE_OUT)/ca/ns1.key $(APPLIANCE_OUT)/config/; \
+	else echo "image: farmctl has no 'ca' command; the demo config has no certificates"; fi
 
 appliance-config: $(if $(filter $(APPLIANCE_OUT)/config,$(APPLIANCE_CONFIG)),$(APPLIANCE_OUT)/config/appliance.yaml)
 

@@ -178,13 +178,15 @@ func BuildDisk(ctx context.Context, c DiskConfig) error {
 			return err
 		}
 	}
-	for src, dst := range map[string]string{
-		c.SystemdBoot:                      "::/EFI/BOOT/BOOTX64.EFI",
-		filepath.Join(dir, "loader.conf"):  "::/loader/loader.conf",
-		filepath.Join(dir, "farmlb.conf"):  "::/loader/entries/farmlb.conf",
-		filepath.Join(dir, "syslinux.cfg"): "::/syslinux/syslinux.cfg",
+	// In a fixed order: the order of the copies decides where the files
+	// land on the FAT, and so the image's bytes.
+	for _, cp := range [][2]string{
+		{c.SystemdBoot, "::/EFI/BOOT/BOOTX64.EFI"},
+		{filepath.Join(dir, "loader.conf"), "::/loader/loader.conf"},
+		{filepath.Join(dir, "farmlb.conf"), "::/loader/entries/farmlb.conf"},
+		{filepath.Join(dir, "syslinux.cfg"), "::/syslinux/syslinux.cfg"},
 	} {
-		if err := run(ctx, env, nil, "mcopy", "-i", at, src, dst); err != nil {
+		if err := run(ctx, env, nil, "mcopy", "-i", at, cp[0], cp[1]); err != nil {
 			return err
 		}
 	}
