@@ -83,9 +83,10 @@ func (a *Archive) WriteCPIO(w io.Writer, mtime int64) error {
 }
 
 // WriteInitramfs writes the archive gzip-compressed, with no name or time
-// in the gzip header.
+// in the gzip header. The default level: on Go binaries the best level
+// saves under 1% and takes five times as long.
 func (a *Archive) WriteInitramfs(w io.Writer, mtime int64) error {
-	zw, err := gzip.NewWriterLevel(w, gzip.BestCompression)
+	zw, err := gzip.NewWriterLevel(w, gzip.DefaultCompression)
 	if err != nil {
 		return err
 	}

@@ -168,8 +168,12 @@ func (v *vm) await(t *testing.T, want string, limit time.Duration) {
 	}
 }
 
-// eventually retries check until it succeeds or limit passes. The guest
-// is another machine: its services' readiness can only be seen by asking.
+// giveUp marks an error that no retry will mend.
+type giveUp struct{ error }
+
+// eventually retries check until it succeeds, returns a giveUp, or limit
+// passes. The guest is another machine: its services' readiness can only
+// be seen by asking.
 func eventually(t *testing.T, what string, limit time.Duration, check func() error) time.Duration {
 	t.Helper()
 	start := time.Now()
@@ -177,6 +181,9 @@ func eventually(t *testing.T, what string, limit time.Duration, check func() err
 	for time.Since(start) < limit {
 		if err = check(); err == nil {
 			return time.Since(start)
+		}
+		if g, ok := err.(giveUp); ok {
+			t.Fatalf("%s: %v", what, g.error)
 		}
 		time.Sleep(250 * time.Millisecond)
 	}
@@ -226,6 +233,9 @@ func TestImage(t *testing.T) {
 		}
 		for _, name := range built {
 			i := slices.IndexFunc(st.Services, func(s serviceStatus) bool { return s.Name == name })
+			if i >= 0 && st.Services[i].Starts >= 3 {
+				return giveUp{fmt.Errorf("%s keeps exiting (%d starts): %+v", name, st.Services[i].Starts, st.Services[i])}
+			}
 			if i < 0 || st.Services[i].State != "running" {
 				return fmt.Errorf("%s not running: %+v", name, st.Services)
 			}
