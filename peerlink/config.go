@@ -1,0 +1,183 @@
+package peerlink
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/farmlb/farmlb/config"
+	"github.com/farmlb/farmlb/farm"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Config configures a Mesh. Zero values mean the defaults of DefaultConfig.
+//
+// The failure-detection defaults aim at DOWN everywhere well within 1 s of a
+// member dying (SIGKILL, SIGSTOP, network loss) on a LAN, without a false
+// DOWN on a loaded 2-core machine. The worst case from the last heartbeat a
+// member sent to DOWN is SuspectAfter + one detector tick + the probe time
+// (ProbeTimeout at most, VouchTimeout when every asked member answers):
+// 250 + 10 + 150 = 410 ms, typically about 350 ms.
+type Config struct {
+	// Farm is the farm file; required.
+	Farm *config.Farm
+	// Self is this member's name (a node or an observer of Farm); required.
+	Self string
+	// Logger receives the state changes, refusals and errors. If nil,
+	// logs are discarded.
+	Logger *slog.Logger
+	// Registerer receives the metrics (farmlb_peerlink_*). If nil, they go
+	// to a private registry nobody reads.
+	Registerer prometheus.Registerer
+	// Handler receives the data messages from peers, in order per peer,
+	// one at a time per peer (it may run concurrently for different
+	// peers). Returning nil acknowledges the message (the sender's Send
+	// returns nil); an error is sent back to the sender. body is valid only
+	// during the call. If nil, every message is refused.
+	Handler func(from string, body []byte) error
+
+	// PacketConn is the UDP socket of the mesh. If nil, Listen binds the
+	// member's peer address from Farm.
+	PacketConn net.PacketConn
+	// Certificate is this member's certificate. If nil, it is loaded from
+	// Farm.TLS (cert and key with {name} replaced by Self).
+	Certificate *tls.Certificate
+	// CA is the pool of farm CA certificates. If nil, loaded from Farm.TLS.CA.
+	CA *x509.CertPool
+	// Incarnation identifies this life of the member; it must grow with
+	// every start. If zero, the start time in nanoseconds since 1970.
+	Incarnation uint64
+	// Draining starts the member DRAINING instead of UP.
+	Draining bool
+
+	// HeartbeatInterval is how often a heartbeat datagram goes to each
+	// peer. If zero, 50 ms: 20 datagrams per second per peer is cheap
+	// (about 70 bytes each), and five fit in SuspectAfter.
+	HeartbeatInterval time.Duration
+	// SuspectAfter is how long a peer may stay silent before it is suspect
+	// and the other members are asked about it. If zero, 250 ms: five
+	// heartbeats, so that one or two lost datagrams or a scheduling stall
+	// of a loaded machine (tens of ms) do not start a probe.
+	SuspectAfter time.Duration
+	// ProbeTimeout is how long a suspecting member waits for another
+	// member to vouch for the suspect before declaring it DOWN. If zero,
+	// 150 ms: on a LAN a vouching member hears the suspect within a
+	// round trip of its ping, far less than this; it leaves room for a
+	// loaded machine.
+	ProbeTimeout time.Duration
+	// VouchTimeout is how long a member asked about a suspect waits to hear
+	// from it before answering no. If zero, two thirds of ProbeTimeout
+	// (100 ms), so that the "no" arrives before the asker's deadline and
+	// the asker decides as soon as everyone has said no.
+	VouchTimeout time.Duration
+	// StatusInterval is the least time between two status frames to one
+	// peer: changes in between are coalesced into the next frame. If zero,
+	// 10 ms: a change reaches peers within about 10 ms (well inside the
+	// 100 ms goal), and 10,000 changes a second cost at most 100 frames per
+	// peer.
+	StatusInterval time.Duration
+	// RedialInterval is the pause between attempts to connect to a peer
+	// that is not connected. If zero, 100 ms: a peer that comes back is
+	// connected, and UP, within about 100 ms plus a handshake.
+	RedialInterval time.Duration
+	// DialTimeout bounds one connection attempt, handshake included. If
+	// zero, 1 s.
+	DialTimeout time.Duration
+	// IdleTimeout closes a QUIC connection that received nothing for this
+	// long. If zero, 5 s. Failure detection does not depend on it (that is
+	// the heartbeats' job); it only frees connections to members long gone.
+	IdleTimeout time.Duration
+	// SendWindow bounds the messages to one peer that Send has accepted
+	// and the peer has not acknowledged; Send blocks while it is full. If
+	// zero, 256.
+	SendWindow int
+	// SendWindowBytes bounds the bytes of those messages (a single
+	// message larger than it is still sent alone). If zero, 8 MiB.
+	SendWindowBytes int
+
+	// transport replaces QUIC (tests use an in-memory network).
+	transport transport
+}
+
+// DefaultConfig returns the defaults; set Farm and Self before use.
+func DefaultConfig() Config {
+	return Config{
+		HeartbeatInterval: 50 * time.Millisecond,
+		SuspectAfter:      250 * time.Millisecond,
+		ProbeTimeout:      150 * time.Millisecond,
+		VouchTimeout:      100 * time.Millisecond,
+		StatusInterval:    10 * time.Millisecond,
+		RedialInterval:    100 * time.Millisecond,
+		DialTimeout:       time.Second,
+		IdleTimeout:       5 * time.Second,
+		SendWindow:        256,
+		SendWindowBytes:   8 << 20,
+	}
+}
+
+// populate fills the zero fields with defaults and checks the rest.
+func (c *Config) populate() error {
+	d := DefaultConfig()
+	if c.Farm == nil {
+		return errors.New("peerlink: Config.Farm is required")
+	}
+	if c.Self == "" {
+		return errors.New("peerlink: Config.Self is required")
+	}
+	m, ok := c.Farm.Member(c.Self)
+	if !ok {
+		return fmt.Errorf("peerlink: %q is not a member of the farm", c.Self)
+	}
+	c.Self = m.Name // the config's spelling
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Registerer == nil {
+		c.Registerer = prometheus.NewRegistry()
+	}
+	if c.Incarnation == 0 {
+		c.Incarnation = uint64(time.Now().UnixNano())
+	}
+	setDur := func(v *time.Duration, def time.Duration) {
+		if *v <= 0 {
+			*v = def
+		}
+	}
+	setDur(&c.HeartbeatInterval, d.HeartbeatInterval)
+	setDur(&c.SuspectAfter, d.SuspectAfter)
+	setDur(&c.ProbeTimeout, d.ProbeTimeout)
+	setDur(&c.VouchTimeout, c.ProbeTimeout*2/3)
+	setDur(&c.StatusInterval, d.StatusInterval)
+	setDur(&c.RedialInterval, d.RedialInterval)
+	setDur(&c.DialTimeout, d.DialTimeout)
+	setDur(&c.IdleTimeout, d.IdleTimeout)
+	if c.SendWindow <= 0 {
+		c.SendWindow = d.SendWindow
+	}
+	if c.SendWindowBytes <= 0 {
+		c.SendWindowBytes = d.SendWindowBytes
+	}
+	if c.SuspectAfter < 2*c.HeartbeatInterval {
+		return fmt.Errorf("peerlink: SuspectAfter %v is less than two heartbeats (%v)", c.SuspectAfter, c.HeartbeatInterval)
+	}
+	if c.VouchTimeout >= c.ProbeTimeout {
+		return fmt.Errorf("peerlink: VouchTimeout %v must be less than ProbeTimeout %v", c.VouchTimeout, c.ProbeTimeout)
+	}
+	return nil
+}
+
+// selfRecordDefaults returns this member's first record.
+func (c *Config) firstRecord() record {
+	r := record{Incarnation: c.Incarnation, Seq: 1, Status: farm.StatusUp}
+	if c.Draining {
+		r.Status = farm.StatusDraining
+	}
+	if n, ok := c.Farm.Node(c.Self); ok {
+		r.Priority = n.Priority
+	}
+	return r
+}

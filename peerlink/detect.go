@@ -1,0 +1,257 @@
+package peerlink
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// Failure detection, "a simple negotiation":
+//
+//  1. Every member sends every peer a heartbeat datagram each
+//     HeartbeatInterval. Any frame from a peer counts as hearing it.
+//  2. A peer silent for SuspectAfter becomes suspect. This member pings it
+//     and sends a probe request about it to every other connected member.
+//  3. A member asked about the suspect pings it too, and answers yes as soon
+//     as it hears from the suspect after the question arrived, or no after
+//     VouchTimeout.
+//  4. A yes keeps the suspect UP (its record travels in the reply), and a
+//     new round starts when this one ends. When every member asked has said
+//     no, or ProbeTimeout passes without a yes, the suspect is DOWN.
+//  5. Hearing from the peer itself makes it UP again at once.
+//
+// DOWN is each member's own conclusion, not news that travels: there is no
+// rumour to go stale. Incarnations order what does travel (records, and
+// connections of a restarted member).
+
+// detectLoop sends heartbeats and runs the suspicion timers.
+func (m *Mesh) detectLoop(ctx context.Context) {
+	defer m.wg.Done()
+	tick := max(m.cfg.HeartbeatInterval/5, time.Millisecond)
+	t := time.NewTicker(tick)
+	defer t.Stop()
+	nextHB := time.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			now = time.Now() // t.C's value may be old if this goroutine was late
+			m.mu.Lock()
+			if !now.Before(nextHB) {
+				m.heartbeatLocked()
+				nextHB = now.Add(m.cfg.HeartbeatInterval)
+			}
+			m.checkLocked(now)
+			m.mu.Unlock()
+		}
+	}
+}
+
+func (m *Mesh) heartbeatLocked() {
+	now := m.monoNanos()
+	for _, p := range m.peers {
+		if p.link == nil {
+			continue
+		}
+		p.hbSeq++
+		hb := &heartbeatFrame{Incarnation: m.cfg.Incarnation, Seq: p.hbSeq, SentNanos: now}
+		if p.lastHBNanos != 0 {
+			hb.EchoNanos = p.lastHBNanos
+			hb.EchoDelay = uint64(time.Since(p.lastHBAt))
+		}
+		p.link.sendDatagram(typeHeartbeat, appendFrame(nil, hb))
+	}
+}
+
+// checkLocked advances suspicion for every peer and expires vouches.
+func (m *Mesh) checkLocked(now time.Time) {
+	changed := false
+	for _, p := range m.peers {
+		switch p.state {
+		case stateUp:
+			if now.Sub(p.lastHeard) > m.cfg.SuspectAfter {
+				p.state = stateSuspect
+				m.log.Info("peer suspect", "peer", p.name, "silent_ms", now.Sub(p.lastHeard).Milliseconds())
+				m.startRoundLocked(p, now)
+				changed = true
+			}
+		case stateSuspect:
+			r := p.round
+			if now.Before(r.deadline) {
+				continue
+			}
+			if r.vouched != "" {
+				m.log.Debug("suspect vouched for", "peer", p.name, "by", r.vouched)
+				m.startRoundLocked(p, now)
+				continue
+			}
+			m.markDownLocked(p, fmt.Sprintf("silent for %d ms and no member heard it within %d ms (asked %d)",
+				now.Sub(p.lastHeard).Milliseconds(), m.cfg.ProbeTimeout.Milliseconds(), r.asked))
+			changed = true
+		}
+	}
+	for id, v := range m.vouches {
+		if now.After(v.deadline) {
+			delete(m.vouches, id)
+			m.replyLocked(v, false)
+		}
+	}
+	if changed {
+		m.publishLocked()
+	}
+}
+
+// startRoundLocked pings the suspect and asks every other connected member
+// whether it hears the suspect.
+func (m *Mesh) startRoundLocked(p *peer, now time.Time) {
+	m.nextID++
+	r := &round{id: m.nextID, deadline: now.Add(m.cfg.ProbeTimeout)}
+	p.round = r
+	if p.link != nil {
+		p.link.sendDatagram(typePing, appendFrame(nil, &pingFrame{Nonce: r.id}))
+	}
+	req := appendFrame(nil, &probeRequestFrame{ID: r.id, Target: p.name})
+	for _, q := range m.peers {
+		if q == p || q.link == nil || q.state == stateDown || q.state == stateNew {
+			continue
+		}
+		q.link.sendControl(typeProbeReq, req)
+		r.asked++
+	}
+}
+
+// markDownLocked declares p DOWN and fails the messages waiting for it.
+func (m *Mesh) markDownLocked(p *peer, reason string) {
+	p.state = stateDown
+	p.round = nil
+	m.met.transitions.WithLabelValues("down").Inc()
+	m.log.Warn("peer down", "peer", p.name, "reason", reason, "incarnation", p.inc)
+	// Fail the waiting senders outside this lock's critical path: fail only
+	// takes the outbox lock.
+	p.out.fail(p.name, fmt.Errorf("%w: %s: %s", ErrPeerDown, p.name, reason))
+}
+
+// heardLocked records that p was heard from directly.
+func (m *Mesh) heardLocked(p *peer, what string) {
+	now := time.Now()
+	p.lastHeard = now
+	switch p.state {
+	case stateSuspect:
+		p.state = stateUp
+		p.round = nil
+		m.log.Info("peer no longer suspect", "peer", p.name, "heard", what)
+		m.publishLocked()
+	case stateNew, stateDown:
+		if p.link == nil {
+			return
+		}
+		p.state = stateUp
+		p.round = nil
+		m.met.transitions.WithLabelValues("up").Inc()
+		m.log.Info("peer up", "peer", p.name, "reason", "heard "+what, "incarnation", p.inc)
+		m.publishLocked()
+	}
+	for id, v := range m.vouches {
+		if v.target == p {
+			delete(m.vouches, id)
+			m.replyLocked(v, true)
+		}
+	}
+}
+
+// replyLocked answers a probe request.
+func (m *Mesh) replyLocked(v vouch, heard bool) {
+	if v.from.link == nil {
+		return
+	}
+	rep := &probeReplyFrame{ID: v.id, Target: v.target.name, Heard: heard, Record: v.target.rec}
+	v.from.link.sendControl(typeProbeReply, appendFrame(nil, rep))
+}
+
+func (m *Mesh) handleControl(l *link, f frame) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	p := l.p
+	if p.link != l {
+		return nil // a replaced link still draining
+	}
+	switch f := f.(type) {
+	case *statusFrame:
+		if f.Record.Incarnation != l.remoteInc {
+			return fmt.Errorf("status of incarnation %d on a link of incarnation %d", f.Record.Incarnation, l.remoteInc)
+		}
+		if f.Record.newer(p.rec) {
+			p.rec = f.Record
+		}
+		m.heardLocked(p, "status")
+		m.publishLocked()
+	case *probeRequestFrame:
+		m.heardLocked(p, "probe request")
+		t := m.peerByName(f.Target)
+		if t == nil || t == p || t.link == nil || t.state == stateDown || t.state == stateNew {
+			rep := &probeReplyFrame{ID: f.ID, Target: f.Target}
+			if t != nil {
+				rep.Record = t.rec
+			}
+			l.sendControl(typeProbeReply, appendFrame(nil, rep))
+			return nil
+		}
+		m.nextID++
+		m.vouches[m.nextID] = vouch{from: p, id: f.ID, target: t, deadline: time.Now().Add(m.cfg.VouchTimeout)}
+		t.link.sendDatagram(typePing, appendFrame(nil, &pingFrame{Nonce: m.nextID}))
+	case *probeReplyFrame:
+		m.heardLocked(p, "probe reply")
+		t := m.peerByName(f.Target)
+		if t == nil || t.round == nil || t.round.id != f.ID {
+			return nil // a late answer to a finished round
+		}
+		if f.Heard {
+			t.round.vouched = p.name
+			if f.Record.Incarnation == t.inc && f.Record.newer(t.rec) {
+				t.rec = f.Record
+				m.publishLocked()
+			}
+			return nil
+		}
+		t.round.noes++
+		if t.round.noes >= t.round.asked {
+			m.markDownLocked(t, fmt.Sprintf("silent for %d ms and none of the %d members asked hears it",
+				time.Since(t.lastHeard).Milliseconds(), t.round.asked))
+			m.publishLocked()
+		}
+	default:
+		return fmt.Errorf("unexpected %s frame on the control stream", f.frameType())
+	}
+	return nil
+}
+
+func (m *Mesh) handleDatagram(l *link, f frame) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	p := l.p
+	if p.link != l {
+		return
+	}
+	switch f := f.(type) {
+	case *heartbeatFrame:
+		if f.Incarnation != l.remoteInc {
+			return
+		}
+		p.lastHBNanos, p.lastHBAt = f.SentNanos, time.Now()
+		if f.EchoNanos != 0 {
+			now := m.monoNanos()
+			if rtt := int64(now) - int64(f.EchoNanos) - int64(f.EchoDelay); rtt >= 0 && f.EchoNanos < now {
+				m.met.rtt.Observe(time.Duration(rtt).Seconds())
+			}
+		}
+		m.heardLocked(p, "heartbeat")
+	case *pingFrame:
+		l.sendDatagram(typePong, appendFrame(nil, &pongFrame{Nonce: f.Nonce}))
+		m.heardLocked(p, "ping")
+	case *pongFrame:
+		m.heardLocked(p, "pong")
+	default:
+		m.log.Warn("unexpected datagram", "peer", p.name, "type", f.frameType().String())
+	}
+}
