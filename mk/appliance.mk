@@ -12,7 +12,7 @@ APPLIANCE_BINS   := $(filter pushd dnsd farmctl,$(CMDS))
 APPLIANCE_LDFLAGS := -s -w -buildid=
 KERNEL_MODULE    := github.com/gokrazy/kernel.amd64
 
-.PHONY: image image-test image-test-uefi appliance-bins appliance-config deb deb-test
+.PHONY: image image-test image-test-uefi image-test-farm appliance-bins appliance-config deb deb-test
 
 appliance-bins:
 	@mkdir -p $(APPLIANCE_OUT)/bin
@@ -79,3 +79,9 @@ deb: deps ## build/farmlb_VERSION_amd64.deb with the daemons, systemd units, man
 
 deb-test: deb ## check the .deb's contents and metadata with dpkg-deb
 	FARMLB_DEB=$(CURDIR)/$(DEB_FILE) FARMLB_DEB_BINS="$(DEB_BINS)" $(GO) test -count=1 -v -run 'TestDeb$$' ./appliance/debtest/
+
+# Two appliances forming one farm over a qemu socket network.
+image-test-farm: image ## boot two appliances that form one farm; check mesh, DNS and replication from the host
+	FARMLB_IMAGE_KERNEL="$$(cd tools/kernel && $(GO) list -m -f '{{.Dir}}' $(KERNEL_MODULE))/vmlinuz" FARMLB_IMAGE_INITRD=$(CURDIR)/$(APPLIANCE_OUT)/initrd.gz \
+	  FARMLB_IMAGE_SERVICES="$(filter pushd dnsd,$(APPLIANCE_BINS))" \
+	  $(GO) test -count=1 -v -timeout 15m -run 'TestFarmOfTwo$$' ./appliance/imagetest/

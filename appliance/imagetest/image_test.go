@@ -45,7 +45,8 @@ type vm struct {
 	mu      sync.Mutex
 	serial  []string
 	lines   chan string
-	exited  chan error
+	done    chan struct{} // closed when qemu has exited
+	waitErr error         // qemu's exit, once done is closed
 }
 
 func freePort(t *testing.T) int {
@@ -68,10 +69,10 @@ func freePort(t *testing.T) int {
 	return 0
 }
 
-func boot(t *testing.T, img, firmware string) *vm {
+func boot(t *testing.T, img, firmware string, extra ...string) *vm {
 	t.Helper()
 	dir := t.TempDir()
-	v := &vm{monitor: filepath.Join(dir, "monitor.sock"), ports: map[int]int{}, lines: make(chan string, 10000), exited: make(chan error, 1)}
+	v := &vm{monitor: filepath.Join(dir, "monitor.sock"), ports: map[int]int{}, lines: make(chan string, 10000), done: make(chan struct{})}
 	netdev := "user,id=n0,net=198.18.0.0/24,host=198.18.0.2,dhcpstart=198.18.0.100,restrict=on"
 	for _, p := range []int{9100, 8080, 53} {
 		v.ports[p] = freePort(t)
@@ -87,6 +88,7 @@ func boot(t *testing.T, img, firmware string) *vm {
 		// Without an entropy source the guest's crypto/rand can wait at boot.
 		"-device", "virtio-rng-pci",
 	}
+	args = append(args, extra...)
 	if firmware == "uefi" {
 		vars := filepath.Join(dir, "OVMF_VARS.fd")
 		b, err := os.ReadFile("/usr/share/OVMF/OVMF_VARS_4M.fd")
@@ -129,12 +131,15 @@ func boot(t *testing.T, img, firmware string) *vm {
 	}()
 	go func() {
 		<-copied
-		v.exited <- v.cmd.Wait()
+		v.waitErr = v.cmd.Wait()
+		close(v.done)
 	}()
 	t.Cleanup(func() {
-		if v.cmd.ProcessState == nil {
+		select {
+		case <-v.done:
+		default:
 			_ = v.cmd.Process.Kill()
-			<-v.exited
+			<-v.done
 		}
 		if t.Failed() {
 			t.Logf("serial console:\n%s", v.console())
@@ -159,9 +164,8 @@ func (v *vm) await(t *testing.T, want string, limit time.Duration) {
 			if strings.Contains(l, want) {
 				return
 			}
-		case err := <-v.exited:
-			v.exited <- err
-			t.Fatalf("qemu exited (%v) before the console said %q", err, want)
+		case <-v.done:
+			t.Fatalf("qemu exited (%v) before the console said %q", v.waitErr, want)
 		case <-deadline:
 			t.Fatalf("the console did not say %q within %v", want, limit)
 		}
@@ -294,9 +298,9 @@ func TestImage(t *testing.T) {
 	}
 	v.await(t, "why=\"power button\"", time.Minute)
 	select {
-	case err := <-v.exited:
-		if err != nil {
-			t.Errorf("qemu exited with %v after power-off", err)
+	case <-v.done:
+		if v.waitErr != nil {
+			t.Errorf("qemu exited with %v after power-off", v.waitErr)
 		}
 	case <-time.After(2 * time.Minute):
 		t.Fatal("the guest did not power off within 2 minutes of the power button")
