@@ -296,7 +296,9 @@ func (LeastLoaded) Probabilities(l *List) ([]float64, error) {
 
 // GapFill is farmlb's default policy. It steers new clients hard towards a
 // server whose load lies clearly below the rest of its group (a restarted,
-// empty server refills about as fast as with least-loaded), and spreads them
+// empty server takes most new clients until it is within noise of the
+// others; with thousands of users per server it refills about as fast as
+// with least-loaded), and spreads them
 // evenly when the loads differ only by the noise that random arrivals and
 // departures make, so that many clients deciding on one stale list do not
 // herd onto the server that happened to be the lightest when it was taken.
@@ -334,9 +336,9 @@ const (
 	// GapFillKnee and GapFillPower shape the steering just past the band:
 	// a server z standard deviations beyond it gains the weight
 	// GapFillKnee·z^GapFillPower (every server has 1). The fourth power
-	// keeps the dips that noise makes now and then (z < 1) almost
-	// unweighted, so that a whole farm reconnecting on one list stays within
-	// 1.1 of the mean, while a server 2σ beyond the band already weighs as
+	// keeps the dips that noise makes now and then light (z = 0.5 gains
+	// 1/8), so that a whole farm reconnecting on one list stays within 1.1
+	// of the mean, while a server 2σ beyond the band already weighs as
 	// much as 32 others. Over 16 seeds, a knee of 4 refilled a server among
 	// 10 about a tenth faster but a farm of 50 reconnecting on one list
 	// reached 1.15 ± 0.26 of the mean (knee 2: 1.11 ± 0.12); a knee of 1
