@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"fmt"
 	"net"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -171,5 +172,58 @@ func TestRealMesh(t *testing.T) {
 		case <-deadline:
 			t.Fatalf("b's users never reached c: %+v", nodes["c"].mesh.Table().Servers)
 		}
+	}
+}
+
+// TestHTTPSStream serves streams over TLS: HTTP/2 by ALPN, and HTTP/1.1
+// for a client that offers only that (the hijacked path, over TLS).
+func TestHTTPSStream(t *testing.T) {
+	caPEM, caKey, err := peerlink.NewCA("test", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	crt, key, err := peerlink.IssueCert(caPEM, caKey, "node", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pair, _ := tls.X509KeyPair(crt, key)
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(caPEM)
+	f := newMemFarm("a")
+	nodes := startNodes(t, f, func(c *Config) {
+		c.TLS = &tls.Config{Certificates: []tls.Certificate{pair}}
+	}, "a")
+	url := strings.Replace(nodes["a"].url, "http://", "https://", 1)
+	tests := []struct {
+		name  string
+		h2    bool
+		proto int
+	}{
+		{"http2", true, 2},
+		{"http1.1", false, 1},
+	}
+	for i, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: "node"}, ForceAttemptHTTP2: tc.h2}
+			if !tc.h2 {
+				tr.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{}
+			}
+			defer tr.CloseIdleConnections()
+			c := openStream(t, &http.Client{Transport: tr}, url+"/stream?topic=t", "")
+			if c.resp.ProtoMajor != tc.proto {
+				t.Fatalf("proto %s", c.resp.Proto)
+			}
+			req, _ := http.NewRequest("POST", url+"/publish/t", strings.NewReader(fmt.Sprint("m", i)))
+			req.Header.Set("Authorization", "Bearer "+testToken)
+			resp, err := (&http.Client{Transport: tr}).Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if ev := c.next(t); ev.Data != fmt.Sprint("m", i) {
+				t.Fatalf("%+v", ev)
+			}
+			c.close()
+		})
 	}
 }
