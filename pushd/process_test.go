@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/farmlb/farmlb/farm"
 	"github.com/farmlb/farmlb/internal/farmtest"
 )
 
@@ -153,4 +155,42 @@ func TestKilledNodeClientResumesElsewhere(t *testing.T) {
 		}
 	}
 	t.Logf("%d messages from b, %d from c; %d published while the client was away", count["b"], count["c"], away)
+}
+
+// TestSIGTERMDrains: SIGTERM turns the node DRAINING at once, refuses new
+// streams with a hint, tells each client to move (spread over the drain
+// window), and the process exits once its clients are gone.
+func TestSIGTERMDrains(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts processes")
+	}
+	f := farmtest.Start(t, farmtest.Options{
+		Nodes: []farmtest.NodeSpec{{Name: "a"}, {Name: "b"}},
+		Extra: "pushd:\n  drain_window: 600ms\n  move_grace: 200ms\n",
+	})
+	f.WaitUp(30 * time.Second)
+	var cs []*sseClient
+	for range 3 {
+		cs = append(cs, openStream(t, nil, f.URL("a")+"/stream?topic=t", ""))
+	}
+	f.Signal("a", syscall.SIGTERM)
+	f.WaitStatus(10*time.Second, farm.StatusDraining, []string{"a"}, "b")
+	_, resp, err := tryStream(nil, f.URL("a")+"/stream?topic=t", "")
+	if err == nil {
+		resp.Body.Close()
+		if resp.StatusCode != 503 || !strings.HasPrefix(resp.Header.Get("Location"), f.URL("b")) {
+			t.Errorf("new stream while draining: %d %q", resp.StatusCode, resp.Header.Get("Location"))
+		}
+	}
+	for i, c := range cs {
+		ev := c.next(t)
+		if ev.Event != "farmlb-move" || !strings.Contains(ev.Data, `"url":"`+f.URL("b")+`"`) {
+			t.Errorf("client %d: %+v", i, ev)
+		}
+	}
+	select {
+	case <-f.Exited("a"):
+	case <-time.After(10 * time.Second):
+		t.Fatal("a did not exit after its drain")
+	}
 }
