@@ -103,6 +103,9 @@ type Farm struct {
 	Procs  map[string]*Proc
 	order  []string
 	env    []string
+	// hc is the farm's own client, so that Close can drop its idle
+	// connections and leave no goroutine behind.
+	hc *http.Client
 }
 
 // freePort returns a port that was free on ip a moment ago, for a farm file
@@ -145,7 +148,8 @@ func nextIP() string {
 func Start(t testing.TB, opts Options) *Farm {
 	t.Helper()
 	dir := t.TempDir()
-	f := &Farm{t: t, Dir: dir, Token: "test-token", Zone: "stream.farmlb.test", Procs: map[string]*Proc{}, env: opts.Env}
+	f := &Farm{t: t, Dir: dir, Token: "test-token", Zone: "stream.farmlb.test", Procs: map[string]*Proc{}, env: opts.Env,
+		hc: &http.Client{Transport: &http.Transport{}}}
 	caCert, caKey, err := peerlink.NewCA("test", time.Hour)
 	if err != nil {
 		t.Fatal(err)
@@ -227,6 +231,7 @@ func (f *Farm) start(p *Proc) {
 // Close ends every process (SIGCONT first, for stopped ones) and, when the
 // test failed, prints their logs.
 func (f *Farm) Close() {
+	defer f.hc.CloseIdleConnections()
 	for _, name := range f.order {
 		p := f.Procs[name]
 		if p.cmd == nil {
@@ -297,7 +302,7 @@ func (f *Farm) ListURLs() []string {
 // List fetches /farm from one node.
 func (f *Farm) List(ctx context.Context, name string) (*farm.List, error) {
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, f.URL(name)+"/farm", nil)
-	resp, err := http.DefaultTransport.RoundTrip(req)
+	resp, err := f.hc.Do(req)
 	if err != nil {
 		return nil, err
 	}
@@ -392,7 +397,7 @@ func (f *Farm) PublishKey(ctx context.Context, node, topic, data, key string) (s
 	if key != "" {
 		req.Header.Set("Idempotency-Key", key)
 	}
-	resp, err := http.DefaultTransport.RoundTrip(req)
+	resp, err := f.hc.Do(req)
 	if err != nil {
 		return "", err
 	}
