@@ -136,7 +136,9 @@ func (r *runner) report(balance map[string]int) (*Report, error) {
 	}
 
 	// Lists that showed a running node DOWN.
-	rep.FalseDown = falseDowns(rc, r.plan)
+	var seen []string
+	rep.FalseDown, seen = falseDowns(rc, r.plan)
+	rep.Notes = append(rep.Notes, seen...)
 
 	for _, s := range rc.txt {
 		rep.ResolveQueries++
@@ -188,7 +190,7 @@ func (r *runner) report(balance map[string]int) (*Report, error) {
 // daemon runs and its host is on the network. A node is "down by design"
 // from a fault that stops it until 15 s after the step that brings it back
 // (time enough for the mesh to see it again).
-func falseDowns(rc *recorder, p Plan) int {
+func falseDowns(rc *recorder, p Plan) (int, []string) {
 	type interval struct{ from, to time.Time }
 	downs := map[string][]interval{}
 	open := map[string]time.Time{}
@@ -222,6 +224,7 @@ func falseDowns(rc *recorder, p Plan) int {
 		return false
 	}
 	n := 0
+	var notes []string
 	for _, s := range rc.lists {
 		if s.list == nil || excused(s.reporter, s.at) {
 			continue
@@ -229,10 +232,13 @@ func falseDowns(rc *recorder, p Plan) int {
 		for _, sv := range s.list.Servers {
 			if sv.Status == farm.StatusDown && !excused(sv.Name, s.at) {
 				n++
+				if len(notes) < 5 {
+					notes = append(notes, fmt.Sprintf("false DOWN: %s listed %s DOWN at %.1f s", s.reporter, sv.Name, s.at.Sub(rc.start).Seconds()))
+				}
 			}
 		}
 	}
-	return n
+	return n, notes
 }
 
 // addClients reads one agent's output: one record per client.
