@@ -33,6 +33,10 @@ type Report struct {
 	// victim's address for the service name.
 	DNSRemovedMS int64 `json:"dns_removed_ms"`
 
+	// ReconnectMS* are what the clients felt of a change of node: from the
+	// last message the old node delivered to the first from the new one
+	// (agent clients); for farmctl swarm clients, the swarm's own
+	// reconnect percentiles. Reconnects is how many there were.
 	ReconnectMSP50 int64 `json:"reconnect_ms_p50"`
 	ReconnectMSP99 int64 `json:"reconnect_ms_p99"`
 	ReconnectMSMax int64 `json:"reconnect_ms_max"`
@@ -68,10 +72,16 @@ type Report struct {
 	ResolveQueries  int   `json:"resolve_queries"`
 	DurationMS      int64 `json:"duration_ms"`
 
+	// FailoverTookMSP50/Max are clientlib's own failover times (from
+	// giving up a stream to the new one answering), agent clients only.
+	FailoverTookMSP50 int64 `json:"failover_took_ms_p50"`
+	FailoverTookMSMax int64 `json:"failover_took_ms_max"`
+
 	Faults []faultRecord `json:"faults"`
 	Notes  []string      `json:"notes"`
 
-	reconnects []int64
+	reconnects   []int64
+	failoverTook []int64
 }
 
 func (r *runner) report(balance map[string]int) (*Report, error) {
@@ -159,6 +169,11 @@ func (r *runner) report(balance map[string]int) (*Report, error) {
 		if err := add(a.out, acked); err != nil {
 			return nil, err
 		}
+	}
+	if n := len(rep.failoverTook); n > 0 {
+		slices.Sort(rep.failoverTook)
+		rep.FailoverTookMSP50 = percentile(rep.failoverTook, 0.5)
+		rep.FailoverTookMSMax = rep.failoverTook[n-1]
 	}
 	if n := len(rep.reconnects); n > 0 && !swarm {
 		slices.Sort(rep.reconnects)
@@ -268,8 +283,9 @@ func (rep *Report) addClients(path string, acked map[int]time.Time) error {
 				return err
 			}
 			rep.Clients++
+			rep.reconnects = append(rep.reconnects, c.GapsMS...)
 			for _, f := range c.Failovers {
-				rep.reconnects = append(rep.reconnects, f.TookMS)
+				rep.failoverTook = append(rep.failoverTook, f.TookMS)
 			}
 			rep.Duplicated += c.Duplicated
 			rep.Resets += c.Resets
@@ -471,6 +487,7 @@ func writeReport(dir string, s *Scenario, rep *Report, rc *recorder) error {
 	}
 	row("dns_removed_ms", rep.DNSRemovedMS)
 	row("reconnect_ms p50 / p99 / max", fmt.Sprintf("%d / %d / %d (%d reconnects)", rep.ReconnectMSP50, rep.ReconnectMSP99, rep.ReconnectMSMax, rep.Reconnects))
+	row("clientlib's failover time p50 / max", fmt.Sprintf("%d / %d", rep.FailoverTookMSP50, rep.FailoverTookMSMax))
 	row("lost", rep.Lost)
 	row("duplicated", rep.Duplicated)
 	row("resets", rep.Resets)
