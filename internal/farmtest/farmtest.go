@@ -31,6 +31,18 @@ var (
 	buildErr  error
 )
 
+// Main runs a package's tests and then removes the binaries Bin built; a
+// package whose tests use farmtest calls it from TestMain:
+//
+//	func TestMain(m *testing.M) { farmtest.Main(m) }
+func Main(m *testing.M) {
+	code := m.Run()
+	if binDir != "" {
+		os.RemoveAll(binDir)
+	}
+	os.Exit(code)
+}
+
 // Bin returns the path of one of the project's binaries (pushd, dnsd,
 // farmctl, …), building them all the first time it is called.
 func Bin(t testing.TB, name string) string {
