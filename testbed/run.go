@@ -520,8 +520,12 @@ func (r *runner) apply(st Step) {
 		r.progress("%d clients arrive over %v", st.Arrive, st.Over)
 		return
 	}
+	// The fault's time is when it began: a restart returns only once the
+	// node has drained, exited and started again.
+	began := time.Now()
+	r.rec.fault(began, st)
 	err := r.fault(st)
-	rec := faultRecord{AtMS: time.Since(r.start).Milliseconds(), Fault: st.Fault, Target: st.Target, Peer: st.Peer}
+	rec := faultRecord{AtMS: began.Sub(r.start).Milliseconds(), Fault: st.Fault, Target: st.Target, Peer: st.Peer}
 	if err != nil {
 		rec.Err = err.Error()
 		r.progress("FAULT %s %s %s failed: %v", st.Fault, st.Target, st.Peer, err)
@@ -529,7 +533,6 @@ func (r *runner) apply(st Step) {
 		r.progress("fault: %s %s %s", st.Fault, st.Target, st.Peer)
 	}
 	r.faults = append(r.faults, rec)
-	r.rec.fault(time.Now(), st)
 }
 
 func (r *runner) fault(st Step) error {
