@@ -127,6 +127,17 @@ func (m *Mesh) markDownLocked(p *peer, reason string) {
 	p.round = nil
 	m.met.transitions.WithLabelValues("down").Inc()
 	m.log.Warn("peer down", "peer", p.name, "reason", reason, "incarnation", p.inc)
+	// Close the connection: the peer, if it only hung, finds it closed when
+	// it resumes, and the dialer of the pair dials again until the peer
+	// answers, so that its return is seen within a dial, not after a
+	// QUIC idle timeout.
+	if l := p.link; l != nil {
+		m.wg.Add(1)
+		go func() {
+			defer m.wg.Done()
+			l.c.closeWith(codeProtocol, "declared down: "+reason)
+		}()
+	}
 	// Fail the waiting senders outside this lock's critical path: fail only
 	// takes the outbox lock.
 	p.out.fail(p.name, fmt.Errorf("%w: %s: %s", ErrPeerDown, p.name, reason))
