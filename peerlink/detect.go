@@ -31,13 +31,24 @@ func (m *Mesh) detectLoop(ctx context.Context) {
 	t := time.NewTicker(tick)
 	defer t.Stop()
 	nextHB := time.Now()
+	last := time.Now()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case now := <-t.C:
-			now = time.Now() // t.C's value may be old if this goroutine was late
+		case <-t.C:
+			now := time.Now() // t.C's value may be old if this goroutine was late
 			m.mu.Lock()
+			if late := now.Sub(last); late > max(4*tick, m.cfg.HeartbeatInterval) {
+				// This member itself stalled (CPU starvation, a pause): the
+				// silence it sees now is its own, and its peers' heartbeats
+				// are still queued in its socket. Suspect nobody until it
+				// has had time to read them.
+				m.graceUntil = now.Add(m.cfg.SuspectAfter)
+				m.met.stalls.Inc()
+				m.log.Info("member stalled", "ms", late.Milliseconds())
+			}
+			last = now
 			if !now.Before(nextHB) {
 				m.heartbeatLocked()
 				nextHB = now.Add(m.cfg.HeartbeatInterval)
@@ -70,7 +81,7 @@ func (m *Mesh) checkLocked(now time.Time) {
 	for _, p := range m.peers {
 		switch p.state {
 		case stateUp:
-			if now.Sub(p.lastHeard) > m.cfg.SuspectAfter {
+			if now.Sub(p.lastHeard) > m.cfg.SuspectAfter && !now.Before(m.graceUntil) {
 				p.state = stateSuspect
 				m.log.Info("peer suspect", "peer", p.name, "silent_ms", now.Sub(p.lastHeard).Milliseconds())
 				m.startRoundLocked(p, now)
@@ -102,8 +113,8 @@ func (m *Mesh) checkLocked(now time.Time) {
 	}
 }
 
-// startRoundLocked pings the suspect and asks every other connected member
-// whether it hears the suspect.
+// startRoundLocked pings the suspect and asks up to ProbeFanout other
+// connected members, chosen at random, whether they hear it.
 func (m *Mesh) startRoundLocked(p *peer, now time.Time) {
 	m.nextID++
 	r := &round{id: m.nextID, deadline: now.Add(m.cfg.ProbeTimeout)}
@@ -111,11 +122,15 @@ func (m *Mesh) startRoundLocked(p *peer, now time.Time) {
 	if p.link != nil {
 		p.link.sendDatagram(typePing, appendFrame(nil, &pingFrame{Nonce: r.id}))
 	}
-	req := appendFrame(nil, &probeRequestFrame{ID: r.id, Target: p.name})
+	helpers := make([]*peer, 0, len(m.peers))
 	for _, q := range m.peers {
-		if q == p || q.link == nil || q.state == stateDown || q.state == stateNew {
-			continue
+		if q != p && q.link != nil && (q.state == stateUp || q.state == stateSuspect) {
+			helpers = append(helpers, q)
 		}
+	}
+	m.rand.Shuffle(len(helpers), func(i, j int) { helpers[i], helpers[j] = helpers[j], helpers[i] })
+	req := appendFrame(nil, &probeRequestFrame{ID: r.id, Target: p.name})
+	for _, q := range helpers[:min(len(helpers), m.cfg.ProbeFanout)] {
 		q.link.sendControl(typeProbeReq, req)
 		r.asked++
 	}

@@ -69,22 +69,29 @@ func main() {
 // ---- the member process ----
 
 // countingConn counts the UDP payload bytes a member sends and receives.
+// It hides the *net.UDPConn's batch methods, so that quic-go writes and
+// reads packet by packet through it (a little slower than with recvmmsg and
+// GSO, which makes the CPU figure a slight overestimate).
 type countingConn struct {
-	*net.UDPConn
+	net.PacketConn
+	uc      *net.UDPConn
 	out, in atomic.Int64
 }
 
 func (c *countingConn) ReadFrom(b []byte) (int, net.Addr, error) {
-	n, a, err := c.UDPConn.ReadFrom(b)
+	n, a, err := c.PacketConn.ReadFrom(b)
 	c.in.Add(int64(n))
 	return n, a, err
 }
 
 func (c *countingConn) WriteTo(b []byte, a net.Addr) (int, error) {
-	n, err := c.UDPConn.WriteTo(b, a)
+	n, err := c.PacketConn.WriteTo(b, a)
 	c.out.Add(int64(n))
 	return n, err
 }
+
+func (c *countingConn) SetReadBuffer(n int) error  { return c.uc.SetReadBuffer(n) }
+func (c *countingConn) SetWriteBuffer(n int) error { return c.uc.SetWriteBuffer(n) }
 
 // runMember runs one member. Stdout: "T <unixnano> name=STATUS/users ..." on
 // every table change, "SET <unixnano> N" after "users N" on stdin, "STATS
@@ -110,7 +117,7 @@ func runMember(args []string) error {
 	if err != nil {
 		return err
 	}
-	cc := &countingConn{UDPConn: uc}
+	cc := &countingConn{PacketConn: uc, uc: uc}
 	cfg := peerlink.DefaultConfig()
 	cfg.Farm, cfg.Self, cfg.PacketConn = f, *name, cc
 	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
@@ -390,6 +397,10 @@ func (b *bench) stopAll() {
 		p.cmd.Wait()
 		p.stderr.Close()
 	}
+	if os.Getenv("PEERLINK_BENCH_KEEP") != "" {
+		fmt.Fprintln(os.Stderr, "member logs kept in", b.dir)
+		return
+	}
 	os.RemoveAll(b.dir)
 }
 
@@ -518,9 +529,15 @@ func runPropagate(args []string) error {
 		}); err != nil {
 			return fmt.Errorf("change %d: %w", i, err)
 		}
-		src.mu.Lock()
-		set := src.sets[i]
-		src.mu.Unlock()
+		var set time.Time
+		for deadline := time.Now().Add(2 * time.Second); set.IsZero(); time.Sleep(time.Millisecond) {
+			src.mu.Lock()
+			set = src.sets[i]
+			src.mu.Unlock()
+			if time.Now().After(deadline) {
+				return fmt.Errorf("change %d: no SET report", i)
+			}
+		}
 		for name, p := range b.procs {
 			if name == src.name {
 				continue
