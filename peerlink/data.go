@@ -122,6 +122,14 @@ func (m *Mesh) Send(ctx context.Context, peer string, body []byte) error {
 			return ctx.Err()
 		}
 	}
+	// The peer may have gone DOWN between the check and the enqueue; its
+	// DOWN failed the outbox before this message was in it.
+	m.mu.Lock()
+	reachable := (p.state == stateUp || p.state == stateSuspect) && !m.stopped
+	m.mu.Unlock()
+	if !reachable {
+		p.out.fail(p.name, fmt.Errorf("peerlink: send to %s: %w", p.name, ErrPeerDown))
+	}
 	kick(p.out.kick)
 	select {
 	case err := <-msg.done:

@@ -24,6 +24,10 @@ import (
 // rumour to go stale. Incarnations order what does travel (records, and
 // connections of a restarted member).
 
+// maxVouches bounds the probe requests a member holds at once; more are
+// answered "no" at once (a flood of questions cannot grow memory).
+const maxVouches = 4096
+
 // detectLoop sends heartbeats and runs the suspicion timers.
 func (m *Mesh) detectLoop(ctx context.Context) {
 	defer m.wg.Done()
@@ -221,6 +225,10 @@ func (m *Mesh) handleControl(l *link, f frame) error {
 				rep.Record = t.rec
 			}
 			l.sendControl(typeProbeReply, appendFrame(nil, rep))
+			return nil
+		}
+		if len(m.vouches) >= maxVouches {
+			l.sendControl(typeProbeReply, appendFrame(nil, &probeReplyFrame{ID: f.ID, Target: f.Target, Record: t.rec}))
 			return nil
 		}
 		m.nextID++

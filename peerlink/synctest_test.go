@@ -249,3 +249,52 @@ func TestSimPause(t *testing.T) {
 		}
 	})
 }
+
+// TestSimStaleIncarnation: a connection from an older life of a member (a
+// zombie process with a lower incarnation) is refused, and the news it
+// carries never replaces the current life's.
+func TestSimStaleIncarnation(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		names := []string{"a", "b", "c"}
+		f := simFarm(t, names...)
+		n := newMemNet()
+		ms := map[string]*simMember{}
+		for _, name := range names {
+			ms[name] = startSim(t, n, f, name, 5)
+		}
+		waitStatus(t, ms["c"].Mesh, "b", farm.StatusUp, time.Second)
+		ms["b"].SetUsers(123)
+		time.Sleep(100 * time.Millisecond)
+		zombie := startSim(t, n, f, "b", 3) // dials c, as b does
+		zombie.SetUsers(999)
+		time.Sleep(time.Second)
+		if !strings.Contains(ms["c"].logs.String(), `msg="stale link refused" member=c peer=b incarnation=3 current=5`) {
+			t.Errorf("c did not refuse the stale b:\n%s", ms["c"].logs)
+		}
+		if s, _ := ms["c"].Table().Find("b"); s.Users != 123 || s.Status != farm.StatusUp {
+			t.Errorf("c shows b %v with %d users, want UP with 123", s.Status, s.Users)
+		}
+		zombie.stop()
+	})
+}
+
+func TestRecordNewer(t *testing.T) {
+	cases := []struct {
+		name string
+		a, b record
+		want bool
+	}{
+		{"higher seq", record{Incarnation: 1, Seq: 2}, record{Incarnation: 1, Seq: 1}, true},
+		{"same", record{Incarnation: 1, Seq: 2}, record{Incarnation: 1, Seq: 2}, false},
+		{"lower seq", record{Incarnation: 1, Seq: 1}, record{Incarnation: 1, Seq: 2}, false},
+		{"new life, lower seq", record{Incarnation: 2, Seq: 1}, record{Incarnation: 1, Seq: 900}, true},
+		{"old life, higher seq", record{Incarnation: 1, Seq: 900}, record{Incarnation: 2, Seq: 1}, false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if got := c.a.newer(c.b); got != c.want {
+				t.Errorf("newer = %v, want %v", got, c.want)
+			}
+		})
+	}
+}
