@@ -620,6 +620,11 @@ func runIdle(args []string) error {
 	fmt.Printf("  UDP payload sent: %.0f B/s in all, %.0f B/s per member (%.0f B/s per peer link and direction)\n",
 		float64(o1-o0)/secs, float64(o1-o0)/secs/float64(*n), float64(o1-o0)/secs/float64(*n)/float64(*n-1))
 	fmt.Printf("  UDP payload received: %.0f B/s in all\n", float64(i1-i0)/secs)
+	var downs []string
+	for _, p := range b.procs {
+		downs = append(downs, p.downsAfter(start)...)
+	}
+	fmt.Printf("  false DOWNs seen during the measurement: %d\n", len(downs))
 	return nil
 }
 
