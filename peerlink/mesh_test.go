@@ -185,8 +185,13 @@ func TestOneLinkCut(t *testing.T) {
 	fa, fc := newFilterConn(tf.conns["a"]), newFilterConn(tf.conns["c"])
 	tf.conns["a"], tf.conns["c"] = fa, fc
 	ms := map[string]*member{}
+	// Slower timers than the defaults: this test is about who vouches, and
+	// must not fail because a loaded CI machine starved a member for 400 ms.
+	lenient := func(c *Config) {
+		c.SuspectAfter, c.ProbeTimeout, c.VouchTimeout = 600*time.Millisecond, 500*time.Millisecond, 400*time.Millisecond
+	}
 	for _, n := range names {
-		ms[n] = startMember(t, tf, pki, n, nil)
+		ms[n] = startMember(t, tf, pki, n, lenient)
 	}
 	for _, n := range names {
 		waitTable(t, ms[n].Mesh, 5*time.Second, "all UP", allUp(names...))
