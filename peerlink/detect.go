@@ -96,6 +96,13 @@ func (m *Mesh) checkLocked(now time.Time) {
 			if now.Before(r.deadline) {
 				continue
 			}
+			if now.Before(m.graceUntil) {
+				// This member just stalled: the answers to this round may
+				// be waiting unread in its socket. Ask again instead of
+				// concluding.
+				m.startRoundLocked(p, now)
+				continue
+			}
 			if r.vouched != "" {
 				m.log.Debug("suspect vouched for", "peer", p.name, "by", r.vouched)
 				m.startRoundLocked(p, now)
@@ -107,7 +114,7 @@ func (m *Mesh) checkLocked(now time.Time) {
 		}
 	}
 	for id, v := range m.vouches {
-		if now.After(v.deadline) {
+		if now.After(v.deadline) && !now.Before(m.graceUntil) {
 			delete(m.vouches, id)
 			m.replyLocked(v, false)
 		}
