@@ -100,6 +100,9 @@ func runMember(args []string) error {
 	fs := flag.NewFlagSet("member", flag.ExitOnError)
 	path := fs.String("config", "", "farm file")
 	name := fs.String("name", "", "member name")
+	suspect := fs.Duration("suspect", 0, "Config.SuspectAfter (0: default)")
+	probe := fs.Duration("probe", 0, "Config.ProbeTimeout (0: default)")
+	vouch := fs.Duration("vouch", 0, "Config.VouchTimeout (0: default)")
 	fs.Parse(args)
 	f, err := config.Load(*path)
 	if err != nil {
@@ -120,6 +123,15 @@ func runMember(args []string) error {
 	cc := &countingConn{PacketConn: uc, uc: uc}
 	cfg := peerlink.DefaultConfig()
 	cfg.Farm, cfg.Self, cfg.PacketConn = f, *name, cc
+	if *suspect > 0 {
+		cfg.SuspectAfter = *suspect
+	}
+	if *probe > 0 {
+		cfg.ProbeTimeout = *probe
+	}
+	if *vouch > 0 {
+		cfg.VouchTimeout = *vouch
+	}
 	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
 	m, err := peerlink.New(cfg)
 	if err != nil {
@@ -198,6 +210,17 @@ type bench struct {
 	names     []string
 	exe       string
 	procs     map[string]*proc
+	timers    []string // -suspect/-probe/-vouch passed to every member
+}
+
+// timerFlags adds the detector timer flags to a benchmark's flag set.
+func timerFlags(fs *flag.FlagSet) func() []string {
+	suspect := fs.Duration("suspect", 0, "members' SuspectAfter (0: default)")
+	probe := fs.Duration("probe", 0, "members' ProbeTimeout (0: default)")
+	vouch := fs.Duration("vouch", 0, "members' VouchTimeout (0: default)")
+	return func() []string {
+		return []string{"-suspect", suspect.String(), "-probe", probe.String(), "-vouch", vouch.String()}
+	}
 }
 
 func setup(n int) (*bench, error) {
@@ -244,7 +267,7 @@ func setup(n int) (*bench, error) {
 }
 
 func (b *bench) start(name string) (*proc, error) {
-	cmd := exec.Command(b.exe, "member", "-config", b.path, "-name", name)
+	cmd := exec.Command(b.exe, append([]string{"member", "-config", b.path, "-name", name}, b.timers...)...)
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		return nil, err
@@ -423,11 +446,13 @@ func runDetect(args []string) error {
 	fs := flag.NewFlagSet("detect", flag.ExitOnError)
 	n := fs.Int("members", 5, "member processes")
 	kills := fs.Int("kills", 20, "kills of each kind (SIGKILL and SIGSTOP)")
+	timers := timerFlags(fs)
 	fs.Parse(args)
 	b, err := setup(*n)
 	if err != nil {
 		return err
 	}
+	b.timers = timers()
 	defer b.stopAll()
 	if err := b.startAll(); err != nil {
 		return err
@@ -494,7 +519,7 @@ func runDetect(args []string) error {
 			}
 		}
 	}
-	fmt.Printf("detection, %d members on loopback, %d kills of each kind (%v):\n", *n, *kills, time.Since(start).Round(time.Second))
+	fmt.Printf("detection (timers %v), %d members on loopback, %d kills of each kind (%v):\n", b.timers, *n, *kills, time.Since(start).Round(time.Second))
 	for _, k := range []string{"SIGKILL each", "SIGKILL everywhere", "SIGKILL return", "SIGSTOP each", "SIGSTOP everywhere", "SIGSTOP return"} {
 		fmt.Printf("  %-19s %s\n", k, summary(results[k]))
 	}
@@ -633,11 +658,13 @@ func runSoak(args []string) error {
 	n := fs.Int("members", 5, "member processes")
 	d := fs.Duration("duration", 10*time.Minute, "soak time")
 	busy := fs.Bool("busy", false, "keep both cores busy with two CPU hogs")
+	timers := timerFlags(fs)
 	fs.Parse(args)
 	b, err := setup(*n)
 	if err != nil {
 		return err
 	}
+	b.timers = timers()
 	defer b.stopAll()
 	if err := b.startAll(); err != nil {
 		return err
@@ -670,7 +697,7 @@ func runSoak(args []string) error {
 		data, _ := os.ReadFile(p.stderr.Name())
 		suspects += strings.Count(string(data), `msg="peer suspect"`)
 	}
-	fmt.Printf("soak, %d members, %v, busy=%v: false DOWNs %d %v; suspicions %d; mesh CPU %.2f cores\n",
-		*n, *d, *busy, len(downs), downs, suspects, float64(t1-t0)/100/time.Since(start).Seconds())
+	fmt.Printf("soak (timers %v), %d members, %v, busy=%v: false DOWNs %d %v; suspicions %d; mesh CPU %.2f cores\n",
+		b.timers, *n, *d, *busy, len(downs), downs, suspects, float64(t1-t0)/100/time.Since(start).Seconds())
 	return nil
 }
