@@ -9,7 +9,8 @@
 #   RUNS=3 SECONDS_PER_RUN=15 bench/dnsd.sh
 #
 # Environment: RUNS (3), SECONDS_PER_RUN (10), CLIENTS (dnsperf -c, 8),
-# THREADS (dnsperf -T, 2), OUTSTANDING (dnsperf -q, 500), SERVERS (farm size, 4).
+# THREADS (dnsperf -T, 2), OUTSTANDING (dnsperf -q, 500), SERVERS (farm size, 4),
+# DNSD_GOMAXPROCS (dnsd's GOMAXPROCS and UDP sockets; default: one per core).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${RUNS:-3}
@@ -83,7 +84,7 @@ zone:
 EOF
 nsd-checkconf "$work/nsd.conf"
 
-"$work/dnsd" --zone "$ZONE" --list "$work/farm.txt" --listen "127.0.0.1:$DNSD_PORT" --log-level warn 2>"$work/dnsd.log" &
+GOMAXPROCS=${DNSD_GOMAXPROCS:-} "$work/dnsd" --zone "$ZONE" --list "$work/farm.txt" --listen "127.0.0.1:$DNSD_PORT" --log-level warn 2>"$work/dnsd.log" &
 pids+=($!)
 DNSD_PID=$!
 nsd -d -c "$work/nsd.conf" 2>"$work/nsd.log" &
@@ -157,9 +158,9 @@ done
 echo "load after: $(cat /proc/loadavg)" >&2
 
 # Medians.
-python3 - "$results" "$RUNS" "$SECS" "$CLIENTS" "$THREADS" "$OUTSTANDING" "$SERVERS" <<'EOF'
+python3 - "$results" "$RUNS" "$SECS" "$CLIENTS" "$THREADS" "$OUTSTANDING" "$SERVERS" "${DNSD_GOMAXPROCS:-}" <<'EOF'
 import statistics, sys
-path, runs, secs, clients, threads, outstanding, servers = sys.argv[1:]
+path, runs, secs, clients, threads, outstanding, servers, procs = sys.argv[1:]
 rows = [l.split() for l in open(path)]
 def med(mix, server, col):
     return statistics.median(float(r[col]) for r in rows if r[0] == mix and r[1] == server)
@@ -169,7 +170,7 @@ def pair_ratio(mix):
     # shared machine.
     q = {(r[1], r[2]): float(r[3]) for r in rows if r[0] == mix}
     return statistics.median(q[("dnsd", run)] / q[("nsd", run)] for (s, run) in q if s == "dnsd")
-print(f"dnsd vs NSD: medians of {runs} runs x {secs} s; dnsperf -c {clients} -T {threads} -q {outstanding}; a farm of {servers} servers")
+print(f"dnsd vs NSD: medians of {runs} runs x {secs} s; dnsperf -c {clients} -T {threads} -q {outstanding}; a farm of {servers} servers; dnsd GOMAXPROCS={procs or 'default'}")
 print()
 print("| queries | dnsd q/s | NSD q/s | dnsd/NSD (median of per-run ratios) | dnsd latency | NSD latency | dnsd CPU/query | NSD CPU/query |")
 print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
