@@ -16,6 +16,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/farmlb/farmlb/farm"
+	"github.com/farmlb/farmlb/webclient"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
@@ -33,6 +34,7 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("POST /admin/drain", s.handleDrain)
 	mux.HandleFunc("POST /admin/undrain", s.handleUndrain)
 	mux.HandleFunc("GET /healthz", s.handleHealthz)
+	webclient.Register(mux)
 	if s.cfg.Gatherer != nil {
 		mux.Handle("GET /metrics", promhttp.HandlerFor(s.cfg.Gatherer, promhttp.HandlerOpts{}))
 	}
@@ -269,6 +271,7 @@ func (s *Server) subscribe(st *stream, names []string, cur Cursor, bad bool) {
 		cur = nil
 	}
 	if cur != nil {
+		st.resumed = true
 		for _, e := range cur {
 			if want[e.Topic] {
 				st.cur = append(st.cur, e)
@@ -277,6 +280,7 @@ func (s *Server) subscribe(st *stream, names []string, cur Cursor, bad bool) {
 		st.dirty = true
 		return
 	}
+	st.start = time.Now()
 	for _, t := range st.topics {
 		for _, e := range t.epochs {
 			if e.head > 0 {
@@ -329,6 +333,7 @@ func (s *Server) serveHijacked(st *stream, hj http.Hijacker, r *http.Request) {
 		st.close(err)
 		return
 	}
+	conn.SetWriteDeadline(time.Time{}) // writes that never block need none
 	st.mu.Lock()
 	st.conn = conn
 	if sc, ok := conn.(syscall.Conn); ok {
