@@ -524,3 +524,23 @@ func TestTCPLimits(t *testing.T) {
 		}
 	})
 }
+
+// TestIPv6 serves on [::1] (the batch path for IPv6 sockets).
+func TestIPv6(t *testing.T) {
+	if c, err := net.ListenPacket("udp6", "[::1]:0"); err != nil {
+		t.Skipf("no IPv6 loopback: %v", err)
+	} else {
+		c.Close()
+	}
+	cfg := testConfig(newTestSource(testList(t)))
+	cfg.Listen = "[::1]:0"
+	s := startServer(t, cfg)
+	for _, network := range []string{"udp", "tcp"} {
+		t.Run(network, func(t *testing.T) {
+			r := exchange(t, s, network, query(testZone, dns.TypeA))
+			if len(r.Answer) != 2 {
+				t.Fatalf("%d answers, want 2", len(r.Answer))
+			}
+		})
+	}
+}
