@@ -82,6 +82,12 @@ type Config struct {
 	// hold the message. Default 5 s: longer than the mesh needs to notice
 	// a dead peer.
 	PublishTimeout time.Duration
+	// ReplicaWait is how long a publish, once held by two nodes, waits
+	// for every other UP node to hold it before answering. Default
+	// 500 ms: the mesh declares a dead peer DOWN sooner, so this only
+	// bounds the wait on a live but slow peer; meanwhile a publisher that
+	// publishes its next message on another node keeps its order.
+	ReplicaWait time.Duration
 	// WriteTimeout drops a client whose socket accepts nothing for this
 	// long (a slow or vanished client). Default 10 s.
 	WriteTimeout time.Duration
@@ -111,6 +117,7 @@ func DefaultConfig() Config {
 		DrainWindow:    30 * time.Second,
 		MoveGrace:      5 * time.Second,
 		PublishTimeout: 5 * time.Second,
+		ReplicaWait:    500 * time.Millisecond,
 		WriteTimeout:   10 * time.Second,
 		IdempotencyTTL: 10 * time.Minute,
 	}
@@ -136,6 +143,7 @@ func (c *Config) populate() error {
 	setDefault(&c.MoveGrace, d.MoveGrace)
 	setDefault(&c.PublishTimeout, d.PublishTimeout)
 	setDefault(&c.WriteTimeout, d.WriteTimeout)
+	setDefault(&c.ReplicaWait, d.ReplicaWait)
 	setDefault(&c.IdempotencyTTL, d.IdempotencyTTL)
 	if c.MaxPayload > maxWirePayload {
 		return fmt.Errorf("pushd: MaxPayload %d is above the wire limit %d", c.MaxPayload, maxWirePayload)

@@ -294,12 +294,15 @@ func (st *stream) collect(buf []byte) (out []byte, more bool) {
 	}
 	st.resets = st.resets[:0]
 
-	// Merge the runs by publish time, each run staying in seq order.
+	// Merge the runs in the order this node delivered the messages (each
+	// run is in seq order): it respects the order of a publisher that
+	// moves from node to node, where publish times from several clocks
+	// might not.
 	now := time.Now()
 	for {
 		best := -1
 		for r := range runs {
-			if len(runs[r].msgs) > 0 && (best < 0 || runs[r].msgs[0].At.Before(runs[best].msgs[0].At)) {
+			if len(runs[r].msgs) > 0 && (best < 0 || runs[r].msgs[0].local < runs[best].msgs[0].local) {
 				best = r
 			}
 		}
