@@ -36,7 +36,9 @@ func TestPublishReachesEveryNode(t *testing.T) {
 		}
 		clients = append(clients, c)
 	}
-	waitFor(t, func() bool { return nodes["a"].s.Users() == 1 && nodes["c"].s.Users() == 1 })
+	if !(nodes["a"].s.Users() == 1 && nodes["c"].s.Users() == 1) {
+		t.Fatal("streams not counted once their headers arrived: nodes[\"a\"].s.Users() == 1 && nodes[\"c\"].s.Users() == 1")
+	}
 	mustPublish(t, nodes["a"].url, "prices", "one")
 	mustPublish(t, nodes["b"].url, "prices", "two\nlines")
 	mustPublish(t, nodes["c"].url, "other", "not subscribed")
@@ -65,7 +67,9 @@ func TestResumeOnAnotherNode(t *testing.T) {
 	f := newMemFarm("a", "b", "c")
 	nodes := startNodes(t, f, nil, "a", "b", "c")
 	c := openStream(t, nil, streamURL(nodes["a"], "x", "y"), "")
-	waitFor(t, func() bool { return nodes["a"].s.Users() == 1 })
+	if !(nodes["a"].s.Users() == 1) {
+		t.Fatal("streams not counted once their headers arrived: nodes[\"a\"].s.Users() == 1")
+	}
 	for i := 1; i <= 3; i++ {
 		mustPublish(t, nodes["b"].url, "x", fmt.Sprint("b", i))
 	}
@@ -103,7 +107,9 @@ func TestResetWhenHistoryIsGone(t *testing.T) {
 	f := newMemFarm("a", "b")
 	nodes := startNodes(t, f, func(c *Config) { c.HistorySize = 3 }, "a", "b")
 	c := openStream(t, nil, streamURL(nodes["a"], "x"), "")
-	waitFor(t, func() bool { return nodes["a"].s.Users() == 1 })
+	if !(nodes["a"].s.Users() == 1) {
+		t.Fatal("streams not counted once their headers arrived: nodes[\"a\"].s.Users() == 1")
+	}
 	mustPublish(t, nodes["a"].url, "x", "1")
 	c.collect(t, 1)
 	last := c.lastID
@@ -183,7 +189,9 @@ func TestIdempotencyKey(t *testing.T) {
 	f := newMemFarm("a", "b")
 	nodes := startNodes(t, f, nil, "a", "b")
 	c := openStream(t, nil, streamURL(nodes["b"], "t"), "")
-	waitFor(t, func() bool { return nodes["b"].s.Users() == 1 })
+	if !(nodes["b"].s.Users() == 1) {
+		t.Fatal("streams not counted once their headers arrived: nodes[\"b\"].s.Users() == 1")
+	}
 	var ids []string
 	for _, n := range []string{"a", "a", "b"} { // the retry may land on another node
 		code, body := publish(t, nodes[n].url, "t", "once", "Idempotency-Key", "k-1")
@@ -229,7 +237,9 @@ func TestDrain(t *testing.T) {
 	for i := 0; i < 4; i++ {
 		cs = append(cs, openStream(t, nil, streamURL(nodes["a"], "t"), ""))
 	}
-	waitFor(t, func() bool { return nodes["a"].s.Users() == 4 })
+	if !(nodes["a"].s.Users() == 4) {
+		t.Fatal("streams not counted once their headers arrived: nodes[\"a\"].s.Users() == 4")
+	}
 	admin := func(path string) int {
 		req, _ := http.NewRequest("POST", nodes["a"].url+path, nil)
 		req.Header.Set("Authorization", "Bearer "+testToken)

@@ -44,8 +44,6 @@ type stream struct {
 	rc      *http.ResponseController
 }
 
-var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
-
 // notify says that one of the stream's topics moved on.
 func (st *stream) notify() { st.poke(func() { st.dirty = true }) }
 
@@ -154,11 +152,15 @@ const flushLimit = 64 << 10
 // else went, then a move event; fast writes return errWouldBlock rather
 // than wait (w then holds what is left to do).
 func (st *stream) flush(w *work, fast bool) error {
-	bp := bufPool.Get().(*[]byte)
+	bp, _ := st.s.bufs.Get().(*[]byte)
+	if bp == nil {
+		b := make([]byte, 0, 4096)
+		bp = &b
+	}
 	defer func() {
 		if cap(*bp) <= 4*flushLimit {
 			*bp = (*bp)[:0]
-			bufPool.Put(bp)
+			st.s.bufs.Put(bp)
 		}
 	}()
 	wrote := false
