@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -339,4 +340,56 @@ func TestOtherEndpoints(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestSlowClientDropped: a client that stops reading fills its socket; the
+// node drops it after WriteTimeout, while the other clients keep getting
+// every message.
+func TestSlowClientDropped(t *testing.T) {
+	f := newMemFarm("a")
+	nodes := startNodes(t, f, func(c *Config) {
+		c.WriteTimeout = 300 * time.Millisecond
+		c.MaxPayload = 60 << 10
+	}, "a")
+	s := nodes["a"].s
+	slow, err := net.Dial("tcp", strings.TrimPrefix(nodes["a"].url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer slow.Close()
+	slow.(*net.TCPConn).SetReadBuffer(4096)
+	fmt.Fprintf(slow, "GET /stream?topic=t HTTP/1.1\r\nHost: x\r\n\r\n")
+	fast := openStream(t, nil, streamURL(nodes["a"], "t"), "")
+	big := strings.Repeat("x", 50<<10)
+	for i := 0; s.Users() == 2; i++ {
+		if i == 200 {
+			t.Fatal("slow client still connected after 12 MB")
+		}
+		mustPublish(t, nodes["a"].url, "t", fmt.Sprint(i, big))
+		if ev := fast.next(t); !strings.HasPrefix(ev.Data, fmt.Sprint(i)) {
+			t.Fatalf("fast client got %.20q, want message %d", ev.Data, i)
+		}
+		if i > 20 {
+			time.Sleep(20 * time.Millisecond) // give the write timeout room to fire
+		}
+	}
+	if n := testutilCounter(t, s, "farmlb_pushd_dropped_slow_clients_total"); n != 1 {
+		t.Errorf("dropped_slow_clients_total = %v, want 1", n)
+	}
+}
+
+// testutilCounter reads one counter from the node's metrics.
+func testutilCounter(t *testing.T, s *Server, name string) float64 {
+	t.Helper()
+	mfs, err := s.cfg.Gatherer.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			return mf.GetMetric()[0].GetCounter().GetValue()
+		}
+	}
+	t.Fatalf("no metric %s", name)
+	return 0
 }
