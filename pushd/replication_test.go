@@ -1,17 +1,13 @@
 package pushd
 
 import (
-	"context"
-	"crypto/tls"
 	"fmt"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/farmlb/farmlb/farm"
-	"golang.org/x/net/http2"
 )
 
 // TestHTTP2Stream streams over h2c (HTTP/2 without TLS), the path that
@@ -19,10 +15,9 @@ import (
 func TestHTTP2Stream(t *testing.T) {
 	f := newMemFarm("a")
 	nodes := startNodes(t, f, nil, "a")
-	tr := &http2.Transport{AllowHTTP: true, DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
-		var d net.Dialer
-		return d.DialContext(ctx, network, addr)
-	}}
+	var protos http.Protocols
+	protos.SetUnencryptedHTTP2(true)
+	tr := &http.Transport{Protocols: &protos}
 	defer tr.CloseIdleConnections()
 	client := &http.Client{Transport: tr}
 	c := openStream(t, client, streamURL(nodes["a"], "t"), "")

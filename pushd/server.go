@@ -18,8 +18,6 @@ import (
 
 	"github.com/farmlb/farmlb/farm"
 	"github.com/prometheus/client_golang/prometheus"
-	"golang.org/x/net/http2"
-	"golang.org/x/net/http2/h2c"
 )
 
 // Mesh is what pushd needs from the farm's mesh; *peerlink.Mesh implements
@@ -238,14 +236,18 @@ func New(cfg Config) (*Server, error) {
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 		BaseContext:       func(net.Listener) context.Context { return s.ctx },
 	}
+	// HTTP/1.1 and HTTP/2: cleartext HTTP/2 (h2c, prior knowledge) without
+	// TLS, HTTP/2 by ALPN with it.
+	var protos http.Protocols
+	protos.SetHTTP1(true)
 	if cfg.TLS == nil {
-		s.http.Handler = h2c.NewHandler(h, &http2.Server{})
+		protos.SetUnencryptedHTTP2(true)
 	} else {
+		protos.SetHTTP2(true)
 		s.http.TLSConfig = cfg.TLS.Clone()
-		if err := http2.ConfigureServer(s.http, &http2.Server{}); err != nil {
-			return nil, fmt.Errorf("pushd: http2: %w", err)
-		}
+		s.http.TLSConfig.NextProtos = []string{"h2", "http/1.1"}
 	}
+	s.http.Protocols = &protos
 	return s, nil
 }
 

@@ -268,7 +268,7 @@ func (st *stream) collect(buf []byte) (out []byte, more bool) {
 				// History lost seen+1..base-1: say so, then go on.
 				reset = true
 				seen = base - 1
-				k = st.cur.set(k, t.hash, ep, seen)
+				st.cur.set(k, t.hash, ep, seen)
 			}
 			if e.head > seen && seen >= base-1 {
 				// Copy: eviction clears the history's slots under the
