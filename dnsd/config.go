@@ -248,7 +248,7 @@ func (z Zone) populate(listen string) (Zone, error) {
 	if user, domain, ok := strings.Cut(hm, "@"); ok {
 		hm = strings.ReplaceAll(user, ".", `\.`) + "." + domain
 	}
-	if z.Hostmaster, err = fqdn(hm); err != nil {
+	if z.Hostmaster, err = mailbox(hm); err != nil {
 		return z, fmt.Errorf("dnsd: zone: hostmaster: %w", err)
 	}
 	return z, nil
@@ -280,8 +280,22 @@ func seconds(d time.Duration) uint32 {
 	return uint32(s)
 }
 
-// fqdn checks a domain name and returns it in lower case with the final dot.
+// fqdn checks a host-style domain name (letters, digits, '-' and '_' in
+// labels of 1 to 63 bytes) and returns it in lower case with the final dot.
 func fqdn(name string) (string, error) {
+	for _, l := range strings.Split(strings.TrimSuffix(name, "."), ".") {
+		if l == "" || len(l) > 63 || strings.IndexFunc(l, func(r rune) bool {
+			return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_')
+		}) >= 0 {
+			return "", fmt.Errorf("%q is not a domain name (labels of letters, digits, '-' and '_')", name)
+		}
+	}
+	return mailbox(name)
+}
+
+// mailbox checks a domain name that may hold escapes (an SOA mailbox such as
+// dns\.admin.example.com) and returns it in lower case with the final dot.
+func mailbox(name string) (string, error) {
 	if name == "" {
 		return "", errors.New("empty name")
 	}

@@ -83,6 +83,9 @@ func (m *Mesh) dialLoop(ctx context.Context, p *peer) {
 		case <-ctx.Done():
 			return
 		}
+		if ctx.Err() != nil {
+			return
+		}
 		dctx, cancel := context.WithTimeout(ctx, m.cfg.DialTimeout)
 		c, err := m.tr.dial(dctx, p.member)
 		cancel()
@@ -91,11 +94,20 @@ func (m *Mesh) dialLoop(ctx context.Context, p *peer) {
 			if failures == 1 || failures%100 == 0 {
 				m.log.Debug("dial failed", "peer", p.name, "addr", p.member.Peer, "failures", failures, "err", err)
 			}
-		} else {
-			failures = 0
-			m.runLink(ctx, c, true)
+			t.Reset(m.cfg.RedialInterval)
+			continue
 		}
-		t.Reset(m.cfg.RedialInterval)
+		failures = 0
+		began := time.Now()
+		m.runLink(ctx, c, true)
+		// A link that lived is redialed at once (the peer probably
+		// restarted and reset it); one that died young waits, so that a
+		// peer that refuses the link is not hammered.
+		if time.Since(began) > m.cfg.RedialInterval {
+			t.Reset(0)
+		} else {
+			t.Reset(m.cfg.RedialInterval)
+		}
 	}
 }
 
@@ -161,11 +173,8 @@ func (l *link) handshake() (*helloFrame, error) {
 	if err != nil {
 		return nil, fmt.Errorf("control stream: %w", err)
 	}
-	stop := context.AfterFunc(hctx, func() {
-		if hctx.Err() == context.DeadlineExceeded {
-			l.ctrl.abort()
-		}
-	})
+	// A peer that does not answer, or a shutdown, ends the handshake.
+	stop := context.AfterFunc(hctx, l.ctrl.abort)
 	defer stop()
 	me := appendFrame(nil, &helloFrame{Name: m.cfg.Self, Incarnation: m.cfg.Incarnation})
 	if l.dialed {

@@ -81,8 +81,8 @@ func startNodes(t *testing.T, f *memFarm, mod func(*Config), names ...string) ma
 	// Serve marks each node UP; wait for all of them.
 	for _, n := range out {
 		waitFor(t, func() bool {
-			for _, srv := range n.s.mesh.Table().Servers {
-				if srv.Status != farm.StatusUp {
+			for _, name := range names {
+				if srv, _ := n.s.mesh.Table().Find(name); srv.Status != farm.StatusUp {
 					return false
 				}
 			}

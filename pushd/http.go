@@ -269,6 +269,7 @@ func (s *Server) subscribe(st *stream, names []string, cur Cursor, bad bool) {
 		cur = nil
 	}
 	if cur != nil {
+		st.resumed = true
 		for _, e := range cur {
 			if want[e.Topic] {
 				st.cur = append(st.cur, e)
@@ -277,6 +278,7 @@ func (s *Server) subscribe(st *stream, names []string, cur Cursor, bad bool) {
 		st.dirty = true
 		return
 	}
+	st.start = time.Now()
 	for _, t := range st.topics {
 		for _, e := range t.epochs {
 			if e.head > 0 {
@@ -329,6 +331,7 @@ func (s *Server) serveHijacked(st *stream, hj http.Hijacker, r *http.Request) {
 		st.close(err)
 		return
 	}
+	conn.SetWriteDeadline(time.Time{}) // writes that never block need none
 	st.mu.Lock()
 	st.conn = conn
 	if sc, ok := conn.(syscall.Conn); ok {

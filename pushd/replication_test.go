@@ -138,3 +138,35 @@ func TestManyPublishersOrder(t *testing.T) {
 	}
 	_ = farm.StatusUp
 }
+
+// TestLateNodeCatchesUp: a node that starts (or restarts) after messages
+// were published fetches the history from its peers, so a client resuming
+// there gets what it missed; a new client there gets only new messages.
+func TestLateNodeCatchesUp(t *testing.T) {
+	f := newMemFarm("a", "b", "c")
+	nodes := startNodes(t, f, nil, "a", "b")
+	c := openStream(t, nil, streamURL(nodes["a"], "t"), "")
+	waitFor(t, func() bool { return nodes["a"].s.Users() == 1 })
+	mustPublish(t, nodes["a"].url, "t", "1")
+	c.collect(t, 1)
+	last := c.lastID
+	mustPublish(t, nodes["b"].url, "t", "2")
+	mustPublish(t, nodes["a"].url, "t", "3")
+	late := startNodes(t, f, nil, "c")["c"]
+	fresh := openStream(t, nil, streamURL(late, "t"), "")
+	resumed := openStream(t, nil, streamURL(late, "t"), last)
+	var got []string
+	for _, ev := range resumed.collect(t, 2) {
+		got = append(got, ev.Data)
+	}
+	if g := strings.Join(got, ","); g != "3,2" && g != "2,3" {
+		t.Errorf("resumed on the late node: %v, want 2 and 3", got)
+	}
+	mustPublish(t, nodes["b"].url, "t", "4")
+	if ev := fresh.next(t); ev.Data != "4" {
+		t.Errorf("new client on the late node got %+v, want only 4", ev)
+	}
+	if ev := resumed.next(t); ev.Data != "4" {
+		t.Errorf("resumed client: %+v", ev)
+	}
+}

@@ -19,10 +19,12 @@ import (
 // server's read and write buffers nor its connection goroutine stay with an
 // idle stream; over HTTP/2 the handler goroutine stays and does the writes.
 type stream struct {
-	s      *Server
-	topics []*topic
-	cur    Cursor // sorted; owned by the running flusher
-	resets []string
+	s       *Server
+	topics  []*topic
+	cur     Cursor // sorted; owned by the running flusher
+	resets  []string
+	resumed bool      // the client gave a cursor
+	start   time.Time // when a new (not resumed) client came
 
 	mu        sync.Mutex
 	running   bool // a flusher goroutine is on it
@@ -250,6 +252,15 @@ func (st *stream) collect(buf []byte) (out []byte, more bool) {
 			base := e.base
 			if len(e.msgs) == 0 {
 				base = e.head + 1
+			}
+			if k < 0 && !st.resumed {
+				// An epoch this new client has not met: it may be old
+				// history a fill brought in after the stream started
+				// (a node that just restarted). A new client sees what
+				// is published from its start on.
+				i := sort.Search(len(e.msgs), func(i int) bool { return !e.msgs[i].At.Before(st.start) })
+				seen = base - 1 + uint64(i)
+				k = st.cur.set(k, t.hash, ep, seen)
 			}
 			if seen+1 < base {
 				// History lost seen+1..base-1: say so, then go on.

@@ -54,6 +54,7 @@ Exit status: 0 after a clean stop, 1 on a runtime error, 2 on a usage error.`,
 			&cli.StringFlag{Name: "token", Usage: "publish bearer `TOKEN`; overrides tokens.publish of the farm file", EnvVars: []string{"FARMLB_TOKEN"}},
 			&cli.StringFlag{Name: "listen", Usage: "HTTP listen `ADDR`; overrides the node's listen in the farm file", EnvVars: []string{"FARMLB_LISTEN"}},
 			&cli.BoolFlag{Name: "standalone", Usage: "run without the mesh, as a farm of one (development, benchmarks)", EnvVars: []string{"FARMLB_STANDALONE"}},
+			&cli.StringFlag{Name: "pprof", Usage: "serve Go's profiler (net/http/pprof) on `ADDR`, e.g. 127.0.0.1:6060 (off by default)", EnvVars: []string{"FARMLB_PPROF"}},
 			&cli.StringFlag{Name: "log-level", Usage: "debug, info, warn or error", Value: "info", EnvVars: []string{"FARMLB_LOG_LEVEL"}},
 			&cli.StringFlag{Name: "log-format", Usage: "text or json", Value: "text", EnvVars: []string{"FARMLB_LOG_FORMAT"}},
 		},
@@ -164,6 +165,13 @@ func run(c *cli.Context) error {
 	}
 	if err := srv.Listen(); err != nil {
 		return err
+	}
+	if addr := c.String("pprof"); addr != "" {
+		stopProf, err := servePprof(addr)
+		if err != nil {
+			return err
+		}
+		defer stopProf()
 	}
 	meshDone := make(chan error, 1)
 	go func() { meshDone <- mesh.Serve(ctx) }()

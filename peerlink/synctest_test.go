@@ -1,0 +1,251 @@
+package peerlink
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/farmlb/farmlb/config"
+	"github.com/farmlb/farmlb/farm"
+)
+
+// The timer logic on a fake clock: members over memNet inside a synctest
+// bubble, where time advances only when every goroutine waits, so the
+// timings below are exact and the tests take no real time.
+
+type simMember struct {
+	*Mesh
+	tr     *memTransport
+	cancel context.CancelFunc
+	done   chan struct{}
+	logs   *logBuf
+}
+
+func simFarm(t *testing.T, names ...string) *config.Farm {
+	t.Helper()
+	y := "service: s.test\nnodes:\n"
+	for i, n := range names {
+		y += fmt.Sprintf("  - {name: %s, url: 'http://10.0.0.%d', peer: '10.0.0.%d:7946'}\n", n, i+1, i+1)
+	}
+	f, err := config.Parse([]byte(y))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+func startSim(t *testing.T, n *memNet, f *config.Farm, name string, inc uint64) *simMember {
+	t.Helper()
+	cfg := DefaultConfig()
+	cfg.Farm, cfg.Self, cfg.Incarnation = f, name, inc
+	logs := &logBuf{}
+	cfg.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	tr := n.transport(name)
+	cfg.transport = tr
+	m, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	sm := &simMember{Mesh: m, tr: tr, cancel: cancel, done: make(chan struct{}), logs: logs}
+	go func() {
+		defer close(sm.done)
+		m.Serve(ctx)
+	}()
+	t.Cleanup(func() {
+		sm.stop()
+		if t.Failed() {
+			t.Logf("logs of %s:\n%s", name, logs)
+		}
+	})
+	return sm
+}
+
+func (s *simMember) stop() {
+	s.cancel()
+	<-s.done
+}
+
+// waitStatus advances the fake clock until m sees name with status want,
+// and returns how long that took.
+func waitStatus(t *testing.T, m *Mesh, name string, want farm.Status, limit time.Duration) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for statusOf(m.Table(), name) != want {
+		if time.Since(start) > limit {
+			t.Fatalf("%s: %s not %s after %v:\n%s", m.Self(), name, want, limit, tableText(m.Table()))
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return time.Since(start)
+}
+
+func TestSimDetection(t *testing.T) {
+	cases := []struct {
+		name string
+		// fault is applied at time 0 to a 5-member farm; the test then
+		// checks what every other member concludes about "c".
+		fault    func(n *memNet, ms map[string]*simMember)
+		wantDown bool
+	}{
+		{"crash", func(n *memNet, ms map[string]*simMember) { ms["c"].tr.crash() }, true},
+		{"one link cut", func(n *memNet, ms map[string]*simMember) { n.cutLink("a", "c", true) }, false},
+		{"two links cut", func(n *memNet, ms map[string]*simMember) {
+			n.cutLink("a", "c", true)
+			n.cutLink("b", "c", true)
+		}, false},
+		{"clean shutdown", func(n *memNet, ms map[string]*simMember) { ms["c"].stop() }, true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				names := []string{"a", "b", "c", "d", "e"}
+				f := simFarm(t, names...)
+				n := newMemNet()
+				ms := map[string]*simMember{}
+				for _, name := range names {
+					ms[name] = startSim(t, n, f, name, 1)
+				}
+				for _, name := range names {
+					for _, other := range names {
+						waitStatus(t, ms[name].Mesh, other, farm.StatusUp, time.Second)
+					}
+				}
+				time.Sleep(time.Second) // steady state
+				tc.fault(n, ms)
+				t0 := time.Now()
+				if tc.wantDown {
+					// Poll every member each millisecond of fake time and
+					// record when each first sees c DOWN.
+					seen := map[string]time.Duration{}
+					for len(seen) < len(names)-1 {
+						if time.Since(t0) > 2*time.Second {
+							t.Fatalf("c not DOWN everywhere after 2 s: %v", seen)
+						}
+						for _, name := range names {
+							if _, ok := seen[name]; !ok && name != "c" && statusOf(ms[name].Table(), "c") == farm.StatusDown {
+								seen[name] = time.Since(t0)
+							}
+						}
+						time.Sleep(time.Millisecond)
+					}
+					for name, d := range seen {
+						// Defaults: suspect after 250 ms of silence (the last
+						// heartbeat was up to 50 ms before the fault), then
+						// the others answer "no" after VouchTimeout (100 ms).
+						if tc.name == "crash" && (d < 200*time.Millisecond || d > 450*time.Millisecond) {
+							t.Errorf("%s saw c DOWN after %v, want 200–450 ms", name, d)
+						}
+						t.Logf("%s: c DOWN after %v", name, d)
+					}
+				} else {
+					for time.Since(t0) < 3*time.Second {
+						for _, name := range names {
+							if s := statusOf(ms[name].Table(), "c"); name != "c" && s != farm.StatusUp {
+								t.Fatalf("%s sees c %s after %v with only some links cut", name, s, time.Since(t0))
+							}
+						}
+						time.Sleep(5 * time.Millisecond)
+					}
+					if !strings.Contains(ms["a"].logs.String(), "suspect vouched for") {
+						t.Errorf("a never suspected c: the cut did not cut")
+					}
+				}
+				if !tc.wantDown {
+					// The members cut off from c still get its news via vouchers.
+					ms["c"].SetUsers(77)
+					waitUsers := func(m *Mesh) {
+						for deadline := time.Now().Add(time.Second); ; time.Sleep(time.Millisecond) {
+							if s, _ := m.Table().Find("c"); s.Users == 77 {
+								return
+							}
+							if time.Now().After(deadline) {
+								t.Fatalf("%s did not learn c's users through the others", m.Self())
+							}
+						}
+					}
+					waitUsers(ms["a"].Mesh)
+				}
+				for _, m := range ms {
+					m.stop()
+				}
+			})
+		})
+	}
+}
+
+// TestSimRestart: a crashed member that comes back with a higher
+// incarnation is UP everywhere, with its new record, not its old one.
+func TestSimRestart(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		names := []string{"a", "b", "c"}
+		f := simFarm(t, names...)
+		n := newMemNet()
+		ms := map[string]*simMember{}
+		for _, name := range names {
+			ms[name] = startSim(t, n, f, name, 1)
+		}
+		for _, name := range names {
+			waitStatus(t, ms[name].Mesh, "b", farm.StatusUp, time.Second)
+		}
+		ms["b"].SetUsers(500)
+		time.Sleep(100 * time.Millisecond)
+		ms["b"].tr.crash()
+		waitStatus(t, ms["a"].Mesh, "b", farm.StatusDown, time.Second)
+		waitStatus(t, ms["c"].Mesh, "b", farm.StatusDown, time.Second)
+		ms["b"].stop()
+		ms["b"] = startSim(t, n, f, "b", 2)
+		for _, name := range []string{"a", "c"} {
+			d := waitStatus(t, ms[name].Mesh, "b", farm.StatusUp, time.Second)
+			if s, _ := ms[name].Table().Find("b"); s.Users != 0 {
+				t.Errorf("%s shows the restarted b with %d users of its former life", name, s.Users)
+			}
+			t.Logf("%s: b UP %v after restart", name, d)
+		}
+		for _, m := range ms {
+			m.stop()
+		}
+	})
+}
+
+// TestSimPause: a member that hangs (SIGSTOP) is DOWN everywhere, and UP
+// again as soon as it resumes, on the same connections and incarnation.
+func TestSimPause(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		names := []string{"a", "b", "c"}
+		f := simFarm(t, names...)
+		n := newMemNet()
+		ms := map[string]*simMember{}
+		for _, name := range names {
+			ms[name] = startSim(t, n, f, name, 1)
+		}
+		for _, name := range names {
+			waitStatus(t, ms[name].Mesh, "c", farm.StatusUp, time.Second)
+		}
+		ms["c"].tr.crash()
+		waitStatus(t, ms["a"].Mesh, "c", farm.StatusDown, time.Second)
+		waitStatus(t, ms["b"].Mesh, "c", farm.StatusDown, time.Second)
+		time.Sleep(2 * time.Second)
+		ms["c"].tr.resume()
+		for _, name := range []string{"a", "b"} {
+			d := waitStatus(t, ms[name].Mesh, "c", farm.StatusUp, time.Second)
+			t.Logf("%s: c UP %v after resuming", name, d)
+		}
+		ms["c"].SetUsers(9)
+		for deadline := time.Now().Add(time.Second); ; time.Sleep(time.Millisecond) {
+			if s, _ := ms["a"].Table().Find("c"); s.Users == 9 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("a does not get c's news after the pause")
+			}
+		}
+	})
+}
