@@ -47,7 +47,7 @@ type Config struct {
 	Status string `yaml:"status"`
 
 	// LogRing is how many bytes of console log the init keeps for
-	// GET /logs and /run/farmlb/log. If zero, defaults to 1 MiB: hours of a
+	// GET /logs. If zero, defaults to 1 MiB: hours of a
 	// quiet daemon's log, and small beside the box's memory.
 	LogRing int `yaml:"log_ring"`
 
