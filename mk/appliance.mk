@@ -92,7 +92,7 @@ image-test-farm: image ## boot two appliances that form one farm; check mesh, DN
 image-run: image ## boot build/appliance.img in qemu in this terminal
 	qemu-system-x86_64 -accel tcg -m 512 -nographic -no-reboot \
 	  -drive file=$(APPLIANCE_IMG),format=raw,if=virtio,snapshot=on \
-	  -netdev user,id=n0,net=198.18.0.0/24,host=198.18.0.2,restrict=on,hostfwd=tcp:127.0.0.1:9100-198.18.0.15:9100,hostfwd=tcp:127.0.0.1:8080-198.18.0.15:8080,hostfwd=tcp:127.0.0.1:5353-198.18.0.15:53,hostfwd=udp:127.0.0.1:5353-198.18.0.15:53 \
+	  -netdev user,id=n0,net=198.18.0.0/24,host=198.18.0.2,hostfwd=tcp:127.0.0.1:9100-198.18.0.15:9100,hostfwd=tcp:127.0.0.1:8080-198.18.0.15:8080,hostfwd=tcp:127.0.0.1:5353-198.18.0.15:53,hostfwd=udp:127.0.0.1:5353-198.18.0.15:53 \
 	  -device virtio-net-pci,netdev=n0 -device virtio-rng-pci
 
 # Installs the .deb into a Debian tree (debootstrap, made once in
