@@ -262,9 +262,16 @@ func TestImage(t *testing.T) {
 		}
 	}
 	logsURL := fmt.Sprintf("http://127.0.0.1:%d/logs", v.ports[9100])
-	if b, err := get(logsURL); err != nil || !strings.Contains(string(b), "config loaded") {
-		t.Errorf("GET /logs: %v, %q lacks the boot log", err, b)
-	}
+	eventually(t, "GET /logs holds the boot log", time.Minute, func() error {
+		b, err := get(logsURL)
+		if err != nil {
+			return err
+		}
+		if !strings.Contains(string(b), "config loaded") {
+			return giveUp{fmt.Errorf("%q lacks the boot log", b)}
+		}
+		return nil
+	})
 
 	if slices.Contains(built, "dnsd") {
 		for _, proto := range []string{"udp", "tcp"} {
