@@ -125,7 +125,8 @@ func fastConfig(f *farmtest.Farm, topic string) clientlib.Config {
 }
 
 func TestKilledNodeNoGapNoDuplicate(t *testing.T) {
-	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	// Registered first, so it runs after the farm's own cleanup.
+	t.Cleanup(func() { goleak.VerifyNone(t, goleak.IgnoreCurrent()) })
 	f := farmtest.Start(t, farmtest.Options{Nodes: []farmtest.NodeSpec{{Name: "serverA"}, {Name: "serverB"}, {Name: "serverC"}}})
 	f.WaitUp(10 * time.Second)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -177,7 +178,8 @@ func TestKilledNodeNoGapNoDuplicate(t *testing.T) {
 }
 
 func TestGroupBOnlyWhileGroupADown(t *testing.T) {
-	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	// Registered first, so it runs after the farm's own cleanup.
+	t.Cleanup(func() { goleak.VerifyNone(t, goleak.IgnoreCurrent()) })
 	f := farmtest.Start(t, farmtest.Options{Nodes: []farmtest.NodeSpec{
 		{Name: "serverA"}, {Name: "serverB"}, {Name: "serverC", Priority: "B"},
 	}})

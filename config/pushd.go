@@ -30,7 +30,7 @@ type Pushd struct {
 // validate checks the section; path is its key ("pushd").
 func (p *Pushd) validate(f *Farm, path string) error {
 	ints := []struct {
-		key      string
+		key       string
 		v, lo, hi int
 	}{
 		{"history_size", p.HistorySize, 0, 10_000_000},

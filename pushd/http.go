@@ -16,6 +16,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/farmlb/farmlb/farm"
+	"github.com/farmlb/farmlb/webclient"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
@@ -33,6 +34,7 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("POST /admin/drain", s.handleDrain)
 	mux.HandleFunc("POST /admin/undrain", s.handleUndrain)
 	mux.HandleFunc("GET /healthz", s.handleHealthz)
+	webclient.Register(mux)
 	if s.cfg.Gatherer != nil {
 		mux.Handle("GET /metrics", promhttp.HandlerFor(s.cfg.Gatherer, promhttp.HandlerOpts{}))
 	}

@@ -64,6 +64,10 @@ type epochLog struct {
 	fillAsked map[string]bool
 }
 
+// maxKeys bounds the idempotency keys remembered: beyond it (a million
+// publishes with keys within IdempotencyTTL) new keys are not recorded.
+const maxKeys = 1 << 20
+
 // pendingLimit bounds the out-of-order messages held per epoch while a gap
 // is filled; beyond it, later messages are dropped and fetched again.
 const pendingLimit = 10000
@@ -158,7 +162,7 @@ func (h *hub) publish(ctx context.Context, topicName, key string, data []byte) (
 	m.done = make(chan struct{})
 	e.unacked = append(e.unacked, m)
 	id = messageID(m)
-	if key != "" {
+	if key != "" && len(h.keys) < maxKeys {
 		h.keys[topicName+"\x00"+key] = keyEntry{id: id, at: now}
 	}
 	h.mu.Unlock()
@@ -234,7 +238,7 @@ func (h *hub) receive(from string, ms []*message) {
 	for _, m := range ms {
 		if m.Key != "" {
 			k := m.Topic + "\x00" + m.Key
-			if _, ok := h.keys[k]; !ok {
+			if _, ok := h.keys[k]; !ok && len(h.keys) < maxKeys {
 				h.keys[k] = keyEntry{id: messageID(m), at: now}
 			}
 		}
@@ -578,7 +582,50 @@ func (h *hub) housekeep() {
 				delete(h.keys, k)
 			}
 		}
+		h.forgetLocked(now)
 		h.mu.Unlock()
 		h.s.m.history.Set(float64(held))
 	}
+}
+
+// epochRetention is how long the record of an epoch with nothing left in
+// history is kept: a cursor that names it is told plainly (reset) whether
+// it missed something, for a day after the last message.
+const epochRetention = 24 * time.Hour
+
+// forgetLocked drops what no longer serves: records of old epochs that hold
+// nothing, and topics with no subscriber and no history (so that clients
+// asking for random topic names cannot grow the node's memory for good).
+func (h *hub) forgetLocked(now time.Time) {
+	for name, t := range h.topics {
+		for ep, e := range t.epochs {
+			if ep != h.s.epoch && len(e.msgs) == 0 && len(e.pending) == 0 && now.Sub(e.changed) > epochRetention {
+				delete(t.epochs, ep)
+			}
+		}
+		if len(t.subs) > 0 || len(t.fifo) > 0 {
+			continue
+		}
+		// A topic this node published on keeps its epoch's record for
+		// good: its seq must never start again at 1.
+		idle := t.epochs[h.s.epoch] == nil
+		for _, e := range t.epochs {
+			if len(e.unacked) > 0 || len(e.pending) > 0 || now.Sub(e.changed) <= h.s.cfg.HistoryAge {
+				idle = false
+			}
+		}
+		if idle && (len(t.epochs) == 0 || now.Sub(latest(t)) > epochRetention) {
+			delete(h.topics, name)
+		}
+	}
+}
+
+func latest(t *topic) time.Time {
+	var l time.Time
+	for _, e := range t.epochs {
+		if e.changed.After(l) {
+			l = e.changed
+		}
+	}
+	return l
 }

@@ -170,3 +170,46 @@ func TestLateNodeCatchesUp(t *testing.T) {
 		t.Errorf("resumed client: %+v", ev)
 	}
 }
+
+// TestForget: topics nobody streams and nothing was published on do not
+// stay in memory; a topic another node published on goes a day after its
+// history; one this node published on stays (its seq must not restart).
+func TestForget(t *testing.T) {
+	f := newMemFarm("a")
+	nodes := startNodes(t, f, nil, "a")
+	s := nodes["a"].s
+	c := openStream(t, nil, streamURL(nodes["a"], "empty", "kept", "theirs"), "")
+	mustPublish(t, nodes["a"].url, "kept", "x")
+	s.HandlePeer("b", encodeMessages([]*message{{Topic: "theirs", Origin: "b", Epoch: 42, Seq: 1, At: time.Now(), Data: []byte("y")}}))
+	c.collect(t, 2)
+	c.close()
+	waitFor(t, func() bool { return s.Users() == 0 })
+	tests := []struct {
+		name                string
+		at                  time.Time
+		kept, empty, theirs bool
+	}{
+		{"now", time.Now(), true, false, true},
+		{"after a day", time.Now().Add(25 * time.Hour), true, false, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s.hub.mu.Lock()
+			if tc.at.After(time.Now()) {
+				for _, tp := range s.hub.topics {
+					for len(tp.fifo) > 0 {
+						s.hub.evictLocked(tp)
+					}
+				}
+			}
+			s.hub.forgetLocked(tc.at)
+			_, kept := s.hub.topics["kept"]
+			_, empty := s.hub.topics["empty"]
+			_, theirs := s.hub.topics["theirs"]
+			s.hub.mu.Unlock()
+			if kept != tc.kept || empty != tc.empty || theirs != tc.theirs {
+				t.Errorf("kept=%v empty=%v theirs=%v, want %v %v %v", kept, empty, theirs, tc.kept, tc.empty, tc.theirs)
+			}
+		})
+	}
+}

@@ -123,10 +123,11 @@ for u in "${urls[@]}"; do
   ready "$u" || { echo "run.sh: $u did not answer /healthz" >&2; tail -n 20 "$tmp"/server*.log >&2; exit 1; }
 done
 
-have_dns=0
+have_dns=0 dns_pid=
 if [ "$dnsd" = 1 ] && [ -x bin/dnsd ] && [ -z "$mesh_flag" ]; then
   bin/dnsd --config "$tmp/farm.yaml" --name ns1 >"$tmp/ns1.log" 2>&1 &
-  pids+=($!)
+  dns_pid=$! dns_pid_started=$!
+  pids+=($dns_pid)
   have_dns=1
 fi
 if [ "$feed" = 1 ]; then
@@ -143,9 +144,15 @@ farmlb is running: serverA ${urls[0]}  serverB ${urls[1]}  (group A)   serverC $
   the farm list   curl -s ${urls[0]}/farm?format=text
   a stream        curl -N '${urls[1]}/stream?topic=prices.EURUSD&topic=prices.GBPUSD'
   publish         curl -H 'Authorization: Bearer $token' -d 'hello' ${urls[2]}/publish/news
-  pick a server   curl -s ${urls[0]}/farm | bin/farmctl pick --list - --explain
   drain serverA   curl -X POST -H 'Authorization: Bearer $token' ${urls[0]}/admin/drain
   undrain         curl -X POST -H 'Authorization: Bearer $token' ${urls[0]}/admin/undrain
+
+  farmctl (finds this farm with no flags; FARMLB_TOKEN is the token above):
+                  bin/farmctl status
+                  bin/farmctl subscribe -v prices.EURUSD prices.GBPUSD
+                  bin/farmctl publish news 'hello'
+                  bin/farmctl drain serverA   /   bin/farmctl undrain serverA
+                  curl -s ${urls[0]}/farm | bin/farmctl pick --list - --explain
 MSG
 if [ "$have_dns" = 1 ]; then
   cat <<MSG
@@ -163,10 +170,16 @@ cat <<MSG
 Ctrl-C stops everything and removes $tmp.
 MSG
 
-# Wait until Ctrl-C or until a process dies.
+# Wait until Ctrl-C or until a process dies (dnsd is optional: a dnsd that
+# exits is reported and the farm goes on).
 while :; do
+  if [ -n "$dns_pid" ] && ! kill -0 "$dns_pid" 2>/dev/null; then
+    echo "run.sh: dnsd exited (the farm goes on without DNS):" >&2
+    tail -n 3 "$tmp/ns1.log" >&2
+    dns_pid=
+  fi
   for p in "${pids[@]}"; do
-    if ! kill -0 "$p" 2>/dev/null; then
+    if [ "$p" != "${dns_pid_started:-}" ] && ! kill -0 "$p" 2>/dev/null; then
       echo "run.sh: process $p exited; last logs:" >&2
       tail -n 5 "$tmp"/*.log >&2
       exit 1

@@ -118,23 +118,44 @@ export const policies = {
     for (const i of tied) p[i] = 1 / tied.length;
     return p;
   }),
+  // gap-fill mirrors farm.GapFill in Go operation for operation (see its
+  // doc comment for the formula and BENCHMARKS.md for the constants).
   "gap-fill": closedForm((list) => {
     const idx = candidates(list);
     const p = zeros(list);
-    if (idx.length === 0) return p;
+    const n = idx.length;
+    if (n === 0) return p;
     const loads = effectiveLoads(list, idx);
     const sorted = [...loads].sort((a, b) => a - b);
-    const med = median(sorted);
-    const mean = sorted.reduce((a, b) => a + b, 0) / sorted.length;
-    const dev = sorted.map((u) => Math.abs(u - med)).sort((a, b) => a - b);
-    const band = Math.max(3.7 * median(dev), Math.sqrt(med));
-    const base = GAP_FILL_BASE * Math.max(mean, 1);
+    const band = gapFillBand(n);
+    const refNoise = Math.sqrt(1 + Math.PI / (2 * Math.max(n - 1, 1)));
+    const w = [];
     let sum = 0;
-    idx.forEach((i, k) => {
-      p[i] = base + Math.max(0, med - loads[k] - band);
-      sum += p[i];
+    loads.forEach((u, k) => {
+      let wk = 1;
+      if (n > 1) {
+        // The others, in order: sorted without one element equal to u.
+        let pos = 0;
+        while (pos < n && sorted[pos] < u) pos++;
+        const other = (j) => (j >= pos ? sorted[j + 1] : sorted[j]);
+        const m = n - 1;
+        let ref = other(Math.floor(m / 2));
+        if (m % 2 === 0) ref = (other(m / 2 - 1) + other(m / 2)) / 2;
+        if (ref - u > band * Math.max(Math.sqrt(ref), 1) * refNoise) {
+          const dev = [];
+          for (let j = 0; j < m; j++) dev.push(Math.abs(other(j) - ref));
+          dev.sort((a, b) => a - b);
+          const sigma = Math.max(1.4826 * median(dev), Math.sqrt(ref), 1) * refNoise;
+          const g = ref - u - band * sigma;
+          if (g > 0) {
+            wk += Math.min(GAP_FILL_KNEE * Math.pow(g / sigma, GAP_FILL_POWER), g / (GAP_FILL_BATCH * Math.max(ref, 1)));
+          }
+        }
+      }
+      w.push(wk);
+      sum += wk;
     });
-    for (const i of idx) p[i] /= sum;
+    idx.forEach((i, k) => (p[i] = w[k] / sum));
     return p;
   }),
   p2c: {
@@ -168,8 +189,18 @@ export function roundRobin() {
   };
 }
 
-/** GAP_FILL_BASE must equal farm.GapFillBase in Go. */
-export const GAP_FILL_BASE = 0.02;
+/** The gap-fill constants must equal farm.GapFillBandMin, GapFillKnee, GapFillPower and GapFillBatch in Go. */
+export const GAP_FILL_BAND_MIN = 1.2;
+export const GAP_FILL_KNEE = 2;
+export const GAP_FILL_POWER = 4;
+export const GAP_FILL_BATCH = 0.01;
+
+/** gapFillBand mirrors gapFillBand in Go: max(band min, Φ⁻¹(1 − 1/2n)) by Abramowitz and Stegun 26.2.23. */
+function gapFillBand(n) {
+  const t = Math.sqrt(-2 * Math.log(1 / (2 * n)));
+  const q = t - (2.515517 + 0.802853 * t + 0.010328 * t * t) / (1 + 1.432788 * t + 0.189269 * t * t + 0.001308 * t * t * t);
+  return Math.max(GAP_FILL_BAND_MIN, q);
+}
 export const DEFAULT_POLICY = "gap-fill";
 
 /** policy returns the named policy (a fresh one for round-robin). */

@@ -22,7 +22,8 @@ func demoFeedCommand() *cli.Command {
 		Name:  "demo-feed",
 		Usage: "publish simulated price ticks to a farm, for demos",
 		Description: `Publishes a random walk of prices, one message per topic every --interval,
-as JSON ({"symbol","bid","ask","seq","ts"}), on topics prices.SYMBOL. Each
+as JSON ({"symbol","bid","ask","seq","ts"}; seq counts 1, 2, 3 … per symbol),
+on topics prices.SYMBOL. Each
 publish goes to the next URL of --url in turn; a URL that fails is skipped
 until the next round. Stops on SIGINT or SIGTERM.`,
 		Flags: []cli.Flag{
@@ -63,15 +64,20 @@ func runDemoFeed(c *cli.Context) error {
 	client := &http.Client{Timeout: 5 * time.Second}
 	tick := time.NewTicker(c.Duration("interval") / time.Duration(len(syms)))
 	defer tick.Stop()
-	next, seq, failures := 0, 0, 0
+	// seq counts per symbol, so that a subscriber of one topic sees 1, 2, 3 …
+	// and can tell a gap; round counts ticks over all symbols.
+	next, round, failures := 0, 0, 0
+	seqs := map[string]int{}
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-tick.C:
 		}
-		sym := syms[seq%len(syms)]
-		seq++
+		sym := syms[round%len(syms)]
+		round++
+		seqs[sym]++
+		seq := seqs[sym]
 		p := price[sym] * math.Exp(r.NormFloat64()*0.0005)
 		price[sym] = p
 		digits := 5
@@ -87,7 +93,7 @@ func runDemoFeed(c *cli.Context) error {
 		for try := 0; try < len(urls); try++ {
 			u := urls[next%len(urls)]
 			next++
-			if err = publishOnce(ctx, client, u, "prices."+sym, c.String("token"), body, fmt.Sprint("demo-", seed, "-", seq)); err == nil {
+			if err = publishOnce(ctx, client, u, "prices."+sym, c.String("token"), body, fmt.Sprint("demo-", seed, "-", sym, "-", seq)); err == nil {
 				break
 			}
 		}

@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -53,6 +54,8 @@ Exit status: 0 after a clean stop, 1 on a runtime error, 2 on a usage error.`,
 			&cli.StringFlag{Name: "node", Aliases: []string{"n"}, Usage: "this node's `NAME` in the farm file", EnvVars: []string{"FARMLB_NODE"}},
 			&cli.StringFlag{Name: "token", Usage: "publish bearer `TOKEN`; overrides tokens.publish of the farm file", EnvVars: []string{"FARMLB_TOKEN"}},
 			&cli.StringFlag{Name: "listen", Usage: "HTTP listen `ADDR`; overrides the node's listen in the farm file", EnvVars: []string{"FARMLB_LISTEN"}},
+			&cli.StringFlag{Name: "tls-cert", Usage: "serve HTTPS (HTTP/1.1 and HTTP/2) with this certificate `FILE` (PEM); default: cleartext HTTP/1.1 and h2c", EnvVars: []string{"FARMLB_TLS_CERT"}},
+			&cli.StringFlag{Name: "tls-key", Usage: "the private key `FILE` (PEM) of --tls-cert", EnvVars: []string{"FARMLB_TLS_KEY"}},
 			&cli.BoolFlag{Name: "standalone", Usage: "run without the mesh, as a farm of one (development, benchmarks)", EnvVars: []string{"FARMLB_STANDALONE"}},
 			&cli.StringFlag{Name: "pprof", Usage: "serve Go's profiler (net/http/pprof) on `ADDR`, e.g. 127.0.0.1:6060 (off by default)", EnvVars: []string{"FARMLB_PPROF"}},
 			&cli.StringFlag{Name: "log-level", Usage: "debug, info, warn or error", Value: "info", EnvVars: []string{"FARMLB_LOG_LEVEL"}},
@@ -147,6 +150,16 @@ func run(c *cli.Context) error {
 	}
 	cfg.Logger = log
 	cfg.Registerer = reg
+	if crt, key := c.String("tls-cert"), c.String("tls-key"); crt != "" || key != "" {
+		if crt == "" || key == "" {
+			return cli.Exit("--tls-cert and --tls-key go together", 2)
+		}
+		pair, err := tls.LoadX509KeyPair(crt, key)
+		if err != nil {
+			return fmt.Errorf("--tls-cert/--tls-key: %w", err)
+		}
+		cfg.TLS = &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}
+	}
 
 	ctx, stop := context.WithCancel(context.Background())
 	defer stop()

@@ -31,6 +31,18 @@ var (
 	buildErr  error
 )
 
+// Main runs a package's tests and then removes the binaries Bin built; a
+// package whose tests use farmtest calls it from TestMain:
+//
+//	func TestMain(m *testing.M) { farmtest.Main(m) }
+func Main(m *testing.M) {
+	code := m.Run()
+	if binDir != "" {
+		os.RemoveAll(binDir)
+	}
+	os.Exit(code)
+}
+
 // Bin returns the path of one of the project's binaries (pushd, dnsd,
 // farmctl, …), building them all the first time it is called.
 func Bin(t testing.TB, name string) string {
@@ -103,6 +115,9 @@ type Farm struct {
 	Procs  map[string]*Proc
 	order  []string
 	env    []string
+	// hc is the farm's own client, so that Close can drop its idle
+	// connections and leave no goroutine behind.
+	hc *http.Client
 }
 
 // freePort returns a port that was free on ip a moment ago, for a farm file
@@ -145,7 +160,8 @@ func nextIP() string {
 func Start(t testing.TB, opts Options) *Farm {
 	t.Helper()
 	dir := t.TempDir()
-	f := &Farm{t: t, Dir: dir, Token: "test-token", Zone: "stream.farmlb.test", Procs: map[string]*Proc{}, env: opts.Env}
+	f := &Farm{t: t, Dir: dir, Token: "test-token", Zone: "stream.farmlb.test", Procs: map[string]*Proc{}, env: opts.Env,
+		hc: &http.Client{Transport: &http.Transport{}}}
 	caCert, caKey, err := peerlink.NewCA("test", time.Hour)
 	if err != nil {
 		t.Fatal(err)
@@ -227,6 +243,7 @@ func (f *Farm) start(p *Proc) {
 // Close ends every process (SIGCONT first, for stopped ones) and, when the
 // test failed, prints their logs.
 func (f *Farm) Close() {
+	defer f.hc.CloseIdleConnections()
 	for _, name := range f.order {
 		p := f.Procs[name]
 		if p.cmd == nil {
@@ -297,7 +314,7 @@ func (f *Farm) ListURLs() []string {
 // List fetches /farm from one node.
 func (f *Farm) List(ctx context.Context, name string) (*farm.List, error) {
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, f.URL(name)+"/farm", nil)
-	resp, err := http.DefaultTransport.RoundTrip(req)
+	resp, err := f.hc.Do(req)
 	if err != nil {
 		return nil, err
 	}
@@ -392,7 +409,7 @@ func (f *Farm) PublishKey(ctx context.Context, node, topic, data, key string) (s
 	if key != "" {
 		req.Header.Set("Idempotency-Key", key)
 	}
-	resp, err := http.DefaultTransport.RoundTrip(req)
+	resp, err := f.hc.Do(req)
 	if err != nil {
 		return "", err
 	}

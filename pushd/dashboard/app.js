@@ -1,3 +1,5 @@
+import { subscribe as farmSubscribe } from "/farmlb.js";
+
 // The farm dashboard: polls GET /farm on this node once a second and shows
 // every node's status, priority group and users; subscribes to a stream to
 // show the data path. Plain JavaScript, no build step, nothing fetched from
@@ -52,28 +54,32 @@ async function refresh() {
   }
 }
 
-let source = null;
+// The live stream goes through farmlb.js, as a client page would: it picks a
+// node from the farm list (not necessarily this one), fails over and resumes.
+let sub = null;
 
 function subscribe(ev) {
   if (ev) ev.preventDefault();
-  if (source) source.close();
+  if (sub) sub.close();
   const topics = $("topics").value.split(",").map((t) => t.trim()).filter(Boolean);
-  const qs = topics.map((t) => "topic=" + encodeURIComponent(t)).join("&");
-  source = new EventSource("/stream?" + qs);
   $("events").replaceChildren();
-  $("streaminfo").textContent = "connecting…";
-  source.onopen = () => { $("streaminfo").textContent = "streaming " + topics.join(", "); };
-  source.onerror = () => { $("streaminfo").textContent = "disconnected; EventSource retries with its last id"; };
-  const show = (e) => {
+  if (topics.length === 0) return;
+  const show = (text) => {
     const li = document.createElement("li");
-    li.textContent = new Date().toLocaleTimeString() + "  " + e.type + "  " + e.data;
+    li.textContent = new Date().toLocaleTimeString() + "  " + text;
     const list = $("events");
     list.prepend(li);
     while (list.children.length > 100) list.lastChild.remove();
   };
-  topics.forEach((t) => source.addEventListener(t, show));
-  source.addEventListener("farmlb-reset", show);
-  source.addEventListener("farmlb-move", show);
+  sub = farmSubscribe({
+    topics,
+    onEvent: (e) => show((e.reset ? "farmlb-reset " : e.topic + " ") + e.data),
+    onStatus: (st) => {
+      $("streaminfo").textContent = st.state === "streaming"
+        ? `streaming ${topics.join(", ")} from ${st.node} (chosen by farmlb.js)`
+        : `${st.state}${st.node ? " " + st.node : ""}${st.reason ? ": " + st.reason : ""}`;
+    },
+  });
 }
 
 $("sub").addEventListener("submit", subscribe);

@@ -157,7 +157,12 @@ func (s *sim) arrive() (int, error) {
 	}
 	s.since++
 	var i int
-	if s.view != s.live && s.cum != nil {
+	if s.prober != nil {
+		if s.view == s.live { // fresh: the loads changed since the last arrival
+			if err := s.cache(); err != nil {
+				return 0, err
+			}
+		}
 		x := s.r.Float64() * s.cum[len(s.cum)-1]
 		for i = 0; i < len(s.cum)-1 && x >= s.cum[i]; i++ {
 		}
