@@ -38,23 +38,38 @@ func niceMax(v float64) float64 {
 	return 10 * p
 }
 
+// niceAxis returns a tick step of 1, 2 or 5 times a power of ten giving
+// about five ticks, and the axis maximum: v rounded up to a whole step.
+func niceAxis(v float64) (step, top float64) {
+	step = niceMax(v / 5)
+	top = math.Ceil(v/step) * step
+	if top <= 0 {
+		top = step
+	}
+	return step, top
+}
+
 type frame struct {
-	b          strings.Builder
-	xMax, yMax float64
+	b            strings.Builder
+	xMax, yMax   float64
+	xStep, yStep float64
 }
 
 func newFrame(title, xLabel, yLabel string, xMax, yMax float64) *frame {
-	f := &frame{xMax: niceMax(xMax), yMax: niceMax(yMax)}
+	f := &frame{}
+	f.xStep, f.xMax = niceAxis(xMax)
+	f.yStep, f.yMax = niceAxis(yMax)
 	fmt.Fprintf(&f.b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" font-family="sans-serif" font-size="12">`+"\n", chartW, chartH, chartW, chartH)
 	fmt.Fprintf(&f.b, `<rect width="100%%" height="100%%" fill="white"/>`+"\n")
 	fmt.Fprintf(&f.b, `<text x="%d" y="20" font-size="15" font-weight="bold">%s</text>`+"\n", padL, html.EscapeString(title))
 	x0, y0, x1, y1 := padL, chartH-padB, chartW-padR, padT
-	for i := 0; i <= 5; i++ {
-		y := f.y(f.yMax * float64(i) / 5)
+	for v := 0.0; v <= f.yMax+f.yStep/2; v += f.yStep {
+		y := f.y(v)
 		fmt.Fprintf(&f.b, `<line x1="%d" y1="%.1f" x2="%d" y2="%.1f" stroke="#ddd"/>`+"\n", x0, y, x1, y)
-		fmt.Fprintf(&f.b, `<text x="%d" y="%.1f" text-anchor="end">%s</text>`+"\n", x0-6, y+4, fmtTick(f.yMax*float64(i)/5))
-		x := f.x(f.xMax * float64(i) / 5)
-		fmt.Fprintf(&f.b, `<text x="%.1f" y="%d" text-anchor="middle">%s</text>`+"\n", x, y0+16, fmtTick(f.xMax*float64(i)/5))
+		fmt.Fprintf(&f.b, `<text x="%d" y="%.1f" text-anchor="end">%s</text>`+"\n", x0-6, y+4, fmtTick(v))
+	}
+	for v := 0.0; v <= f.xMax+f.xStep/2; v += f.xStep {
+		fmt.Fprintf(&f.b, `<text x="%.1f" y="%d" text-anchor="middle">%s</text>`+"\n", f.x(v), y0+16, fmtTick(v))
 	}
 	fmt.Fprintf(&f.b, `<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="black"/>`+"\n", x0, y0, x1, y0)
 	fmt.Fprintf(&f.b, `<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="black"/>`+"\n", x0, y0, x0, y1)

@@ -47,6 +47,15 @@ func TestChartsAreWellFormedSVG(t *testing.T) {
 	}
 }
 
+func TestNiceAxis(t *testing.T) {
+	for _, tc := range []struct{ in, step, top float64 }{{65, 20, 80}, {121, 50, 150}, {1, 0.2, 1}, {0, 1, 1}, {2000, 500, 2000}} {
+		step, top := niceAxis(tc.in)
+		if math.Abs(step-tc.step) > 1e-9 || math.Abs(top-tc.top) > 1e-9 {
+			t.Errorf("niceAxis(%v) = %v, %v; want %v, %v", tc.in, step, top, tc.step, tc.top)
+		}
+	}
+}
+
 func TestNiceMax(t *testing.T) {
 	for _, tc := range []struct{ in, want float64 }{{0, 1}, {1, 1}, {3, 5}, {7, 10}, {120, 200}, {1001, 2000}} {
 		if got := niceMax(tc.in); got != tc.want {
