@@ -63,8 +63,8 @@ type AgentClient struct {
 	Node           string `json:"node"`
 	// Failovers are the client's moves: from, to, why and how long.
 	Failovers []AgentFailover `json:"failovers"`
-	// GapsMS are what the user felt of each change of node: from the last
-	// event delivered by the old node to the first from the new one.
+	// GapsMS are what the user felt of each new stream: from the last
+	// event delivered by the old stream to the first from the new one.
 	GapsMS []int64 `json:"gaps_ms"`
 }
 
@@ -203,13 +203,22 @@ func (c *client) consume(ctx context.Context) {
 	defer func() { <-stopped }()
 	var lastNode string
 	var lastAt time.Time
+	nfo := 0 // failovers seen so far
 	for ev := range c.cl.Events() {
 		now := time.Now()
 		if c.first.IsZero() {
 			c.first = now
 		}
-		if lastNode != "" && ev.Node != lastNode {
+		// A new stream shows as a change of node, or — back on the same
+		// node — as one more failover record; those are only looked up
+		// after a pause, so the common case costs nothing.
+		moved := lastNode != "" && ev.Node != lastNode
+		if lastNode != "" && !moved && now.Sub(lastAt) > 500*time.Millisecond {
+			moved = len(c.cl.Failovers()) > nfo
+		}
+		if moved {
 			c.gaps = append(c.gaps, now.Sub(lastAt).Milliseconds())
+			nfo = len(c.cl.Failovers())
 		}
 		lastNode, lastAt = ev.Node, now
 		if ev.Reset {

@@ -32,6 +32,10 @@ type Report struct {
 	// DNSRemovedMS is the time until the resolver host no longer gets the
 	// victim's address for the service name.
 	DNSRemovedMS int64 `json:"dns_removed_ms"`
+	// BackUpMS is, when the victim is brought back (restart, cont,
+	// link-up), the time from that step until every other member lists it
+	// UP again.
+	BackUpMS int64 `json:"back_up_ms"`
 
 	// ReconnectMS* are what the clients felt of a change of node: from the
 	// last message the old node delivered to the first from the new one
@@ -85,7 +89,7 @@ type Report struct {
 }
 
 func (r *runner) report(balance map[string]int) (*Report, error) {
-	rep := &Report{Scenario: r.s.Name, DetectMSMax: -1, DNSRemovedMS: -1, DetectMS: map[string]int64{},
+	rep := &Report{Scenario: r.s.Name, DetectMSMax: -1, DNSRemovedMS: -1, BackUpMS: -1, DetectMS: map[string]int64{},
 		Users: balance, Faults: r.faults, Failures: []string{}, Notes: []string{},
 		DurationMS: time.Since(r.start).Milliseconds()}
 	rc := r.rec
@@ -129,6 +133,7 @@ func (r *runner) report(balance map[string]int) (*Report, error) {
 			}
 			rep.DetectMSMax = max(rep.DetectMSMax, d)
 		}
+		rep.BackUpMS = backUp(rc, st, t0, len(members))
 		if victim, ok := r.lab.Host(st.Target); ok && r.s.DNS {
 			for _, s := range rc.resolved {
 				if s.at.Before(t0) || s.err != nil {
@@ -199,6 +204,48 @@ func (r *runner) report(balance map[string]int) (*Report, error) {
 	}
 	rep.check(r.s.Expect)
 	return rep, nil
+}
+
+// backUp is the time from the step that brings the victim back until every
+// one of the other members (n) has listed it UP; -1 if it never came back.
+func backUp(rc *recorder, victim Step, after time.Time, n int) int64 {
+	var t1 time.Time
+	for _, f := range rc.faults {
+		if f.st.Target == victim.Target && f.at.After(after) {
+			switch f.st.Fault {
+			case "restart", "cont", "link-up":
+				t1 = f.at
+			}
+		}
+		if !t1.IsZero() {
+			break
+		}
+	}
+	if t1.IsZero() {
+		return -1
+	}
+	up := map[string]time.Time{}
+	for _, s := range rc.lists {
+		if s.reporter == victim.Target || s.list == nil || s.at.Before(t1) {
+			continue
+		}
+		if _, done := up[s.reporter]; done {
+			continue
+		}
+		if sv, ok := s.list.Find(victim.Target); ok && sv.Status == farm.StatusUp {
+			up[s.reporter] = s.at
+		}
+	}
+	if len(up) < n {
+		return -1
+	}
+	var last time.Time
+	for _, at := range up {
+		if at.After(last) {
+			last = at
+		}
+	}
+	return last.Sub(t1).Milliseconds()
 }
 
 // falseDowns counts list observations that show a node DOWN while its
@@ -486,6 +533,7 @@ func writeReport(dir string, s *Scenario, rep *Report, rc *recorder) error {
 		row("&nbsp;&nbsp;detect_ms "+k, rep.DetectMS[k])
 	}
 	row("dns_removed_ms", rep.DNSRemovedMS)
+	row("back_up_ms", rep.BackUpMS)
 	row("reconnect_ms p50 / p99 / max", fmt.Sprintf("%d / %d / %d (%d reconnects)", rep.ReconnectMSP50, rep.ReconnectMSP99, rep.ReconnectMSMax, rep.Reconnects))
 	row("clientlib's failover time p50 / max", fmt.Sprintf("%d / %d", rep.FailoverTookMSP50, rep.FailoverTookMSMax))
 	row("lost", rep.Lost)

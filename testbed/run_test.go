@@ -74,16 +74,17 @@ func standInBin(t *testing.T) (bin string, agent []string) {
 
 const standInScenario = `
 name: standin
-description: Two stand-in nodes, 40 clients through DNS, serverA killed.
+description: Two stand-in nodes, 40 clients through DNS, serverA killed and started again.
 nodes: [{name: serverA}, {name: serverB}]
 dns: true
 clients: {kind: agent, hosts: 2, discovery: dns, idle_timeout: 3s}
 publish: {rate: 20}
-duration: 9s
+duration: 10s
 settle: 1s
 timeline:
   - {at: 0s, arrive: 40, over: 1s}
-  - {at: 4s, fault: kill, target: serverA}
+  - {at: 3s, fault: kill, target: serverA}
+  - {at: 8s, fault: restart, target: serverA}
 expect: {lost: 0, duplicated: 0}
 `
 
@@ -122,12 +123,14 @@ func TestRunWithStandIns(t *testing.T) {
 		t.Errorf("detection not measured: %v", rep.DetectMS)
 	case rep.DNSRemovedMS < 0:
 		t.Errorf("dns_removed_ms not measured: %v", rep.Notes)
-	case rep.Users["serverB"] != 40 || len(rep.Users) != 1:
-		t.Errorf("users at the end %v, want all 40 on serverB", rep.Users)
+	case rep.Users["serverB"] != 40 || rep.Users["serverA"] != 0 || len(rep.Users) != 2:
+		t.Errorf("users at the end %v, want all 40 on serverB and serverA back, empty", rep.Users)
+	case rep.BackUpMS < 0:
+		t.Errorf("back_up_ms not measured: %v", rep.Notes)
 	case rep.Reconnects == 0:
 		t.Error("nobody reconnected after serverA was killed")
-	case rep.MaxOverMean != 1:
-		t.Errorf("max_over_mean %v with one UP node", rep.MaxOverMean)
+	case rep.MaxOverMean != 2:
+		t.Errorf("max_over_mean %v with 40 and 0 users", rep.MaxOverMean)
 	}
 	var fromFile Report
 	data, err := os.ReadFile(filepath.Join(out, "report.json"))
