@@ -277,3 +277,44 @@ func BenchmarkAnswer(b *testing.B) {
 		}
 	})
 }
+
+// TestLargeFarmLimits builds a farm larger than one answer may hold: the
+// answers are cut to their bounds, still fit a TCP message, and the build
+// says what it left out.
+func TestLargeFarmLimits(t *testing.T) {
+	l := bigList(t, 1000)
+	cfg := testConfig(newTestSource(l))
+	zc, err := cfg.Zone.populate(cfg.Listen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	z, err := buildZone(zc, l, 1, 1232)
+	if err != nil {
+		t.Fatal(err)
+	}
+	notes := strings.Join(z.notes, "\n")
+	for _, want := range []string{"addresses for the service name", "SRV lists the first", "_farm TXT holds the first"} {
+		if !strings.Contains(notes, want) {
+			t.Errorf("no note %q in:\n%s", want, notes)
+		}
+	}
+	for _, tc := range []struct {
+		name  string
+		qtype uint16
+		max   int
+	}{
+		{testZone, dns.TypeA, maxAddrRecords},
+		{"_farmlb._tcp." + testZone, dns.TypeSRV, maxSRVRecords},
+		{"_farm." + testZone, dns.TypeTXT, 1},
+	} {
+		q, _ := query(tc.name, tc.qtype).Pack()
+		out, _ := z.answer(nil, q, false)
+		r, err := checkReply(q, out, false)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if len(r.Answer) == 0 || len(r.Answer) > tc.max || len(out) > dns.MaxMsgSize {
+			t.Errorf("%s: %d records in %d bytes, want 1..%d within 64 KiB", tc.name, len(r.Answer), len(out), tc.max)
+		}
+	}
+}
