@@ -233,6 +233,11 @@ func buildZone(cfg Zone, l *farm.List, serial uint32, udpSize int) (*zone, error
 			break
 		}
 	}
+	if len(strs) == 0 {
+		// A TXT record holds at least one string; an empty one reads
+		// back as an empty list.
+		strs = []string{""}
+	}
 	farmName := farmLabel + "." + cfg.Service
 	b.node(farmName).add(&dns.TXT{Hdr: hdr(farmName, dns.TypeTXT, ttl.Farm), Txt: strs})
 
