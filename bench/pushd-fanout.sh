@@ -28,7 +28,10 @@ pushd:
 YAML
 ulimit -n 20000 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 bin/pushd --config "$tmp/farm.yaml" --node bench --standalone --log-level warn ${PUSHD_FLAGS:-} &
-pids+=($!)
+node=$!
+pids+=($node)
+# CPU time (user + system, in clock ticks) the node has used so far.
+cpu() { awk '{print $14 + $15}' /proc/$node/stat; }
 for _ in $(seq 100); do curl -fsS -o /dev/null "http://$ADDR/healthz" 2>/dev/null && break; sleep 0.1; done
 left=$SUBS i=0 outs=()
 while [ $left -gt 0 ]; do
@@ -44,10 +47,14 @@ while [ $left -gt 0 ]; do
   left=$((left - k))
 done
 echo "$SUBS streams open; publishing $MSGS messages, one every ${GAP}s"
+cpu0=$(cpu)
 for m in $(seq "$MSGS"); do
   curl -fsS -o /dev/null -H 'Authorization: Bearer bench' --data "$(date +%s%N)" "http://$ADDR/publish/bench"
   sleep "$GAP"
 done
+cpu1=$(cpu)
+hz=$(getconf CLK_TCK)
+echo "node CPU: $(echo "($cpu1 - $cpu0) * 1000 / $hz / $MSGS" | bc -l | xargs printf '%.1f') ms per message fanned out to $SUBS streams (user+system, all cores)"
 for fd in "${outs[@]}"; do
   read -r line <&$fd && echo "client: $line"
 done

@@ -23,6 +23,9 @@ type Pushd struct {
 	MoveGrace time.Duration `yaml:"move_grace"`
 	// PublishTimeout bounds the wait for a second node (default 5s).
 	PublishTimeout time.Duration `yaml:"publish_timeout"`
+	// ReplicaWait bounds the wait, after a second node holds a publish, for
+	// every other UP node (default 500ms).
+	ReplicaWait time.Duration `yaml:"replica_wait"`
 	// WriteTimeout drops a client that takes nothing this long (default 10s).
 	WriteTimeout time.Duration `yaml:"write_timeout"`
 }
@@ -48,6 +51,7 @@ func (p *Pushd) validate(f *Farm, path string) error {
 	}{
 		{"history_age", p.HistoryAge}, {"keepalive", p.KeepAlive}, {"drain_window", p.DrainWindow},
 		{"move_grace", p.MoveGrace}, {"publish_timeout", p.PublishTimeout}, {"write_timeout", p.WriteTimeout},
+		{"replica_wait", p.ReplicaWait},
 	}
 	for _, d := range durs {
 		if d.v < 0 {

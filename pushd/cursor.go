@@ -62,8 +62,8 @@ func (e *CursorError) Unwrap() error { return errCursor }
 
 // Append appends the encoding of c (sorted) to b.
 func (c Cursor) Append(b []byte) []byte {
-	raw := make([]byte, 0, 1+len(c)*16)
-	raw = append(raw, cursorVersion)
+	var stack [1 + 8*23]byte // a cursor of up to 8 entries needs no allocation
+	raw := append(stack[:0], cursorVersion)
 	for _, e := range c {
 		raw = binary.BigEndian.AppendUint32(raw, e.Topic)
 		raw = binary.BigEndian.AppendUint64(raw, e.Epoch)

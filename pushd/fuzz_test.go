@@ -2,8 +2,11 @@ package pushd
 
 import (
 	"bytes"
+	"encoding/hex"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"reflect"
 	"testing"
 	"time"
@@ -161,6 +164,40 @@ func TestAppendEvent(t *testing.T) {
 			want := "id: " + Cursor{{1, 2, 3}}.String() + "\nevent: t\n" + tc.want + "\n"
 			if got != want {
 				t.Errorf("got %q want %q", got, want)
+			}
+		})
+	}
+}
+
+// TestGoldenFiles pins the encodings other nodes and clients depend on:
+// testdata/*.golden hold the hex of a replication frame of each kind and
+// of a cursor. FARMLB_UPDATE_GOLDEN=1 rewrites them.
+func TestGoldenFiles(t *testing.T) {
+	m := &message{Topic: "prices.EURUSD", Origin: "serverA", Epoch: 0x0123456789abcdef, Seq: 300, At: time.Unix(1764403200, 5), Key: "k1", Data: []byte("1.0842")}
+	tests := []struct {
+		file string
+		got  []byte
+	}{
+		{"messages.golden", encodeMessages([]*message{m})},
+		{"fill.golden", encodeFill(fill{Topic: "prices.EURUSD", Epoch: 0x0123456789abcdef, From: 7, To: 300})},
+		{"have.golden", encodeHaves([]have{{Topic: "prices.EURUSD", Origin: "serverB", Epoch: 0x0123456789abcdef, Base: 5, Head: 300}})},
+		{"cursor.golden", []byte(Cursor{{TopicHash("prices.EURUSD"), 0x0123456789abcdef, 300}, {TopicHash("prices.GBPUSD"), 42, 1}}.String())},
+	}
+	for _, tc := range tests {
+		t.Run(tc.file, func(t *testing.T) {
+			path := filepath.Join("testdata", tc.file)
+			got := hex.EncodeToString(tc.got) + "\n"
+			if os.Getenv("FARMLB_UPDATE_GOLDEN") == "1" {
+				if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got != string(want) {
+				t.Errorf("encoding changed:\n got %s\nwant %s", got, want)
 			}
 		})
 	}

@@ -78,22 +78,22 @@ func startNodes(t *testing.T, f *memFarm, mod func(*Config), names ...string) ma
 		n.stop = func() { stopped = true; orig() }
 		out[name] = n
 	}
-	// Serve marks each node UP; wait for all of them.
-	for _, n := range out {
-		waitFor(t, func() bool {
-			for _, name := range names {
-				if srv, _ := n.s.mesh.Table().Find(name); srv.Status != farm.StatusUp {
-					return false
-				}
-			}
-			return true
-		})
+	// Serve marks each node UP; wait for the table to say so.
+	ch, cancel := f.mesh("").Subscribe()
+	defer cancel()
+	deadline := time.After(10 * time.Second)
+	for !allUp(f.mesh("").Table(), names) {
+		select {
+		case <-ch:
+		case <-deadline:
+			t.Fatal("nodes not UP in 10s")
+		}
 	}
 	return out
 }
 
-// waitFor polls cond (a test-only condition on state the test cannot be
-// told about); it fails the test after 10 s.
+// waitFor polls cond, a condition the server has no notification for
+// (a stream's end noticed by the server); it fails the test after 10 s.
 func waitFor(t *testing.T, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)

@@ -40,6 +40,9 @@ type topic struct {
 	epochs map[uint64]*epochLog
 	fifo   []*message // delivered messages in arrival order, oldest first
 	subs   map[*stream]struct{}
+	// arrivals numbers the delivered messages in the order this node
+	// delivered them (message.local): streams replay in that order.
+	arrivals uint64
 }
 
 // epochLog is what a node holds of one origin incarnation on one topic:
@@ -113,6 +116,8 @@ func (h *hub) deliverLocked(t *topic, e *epochLog, m *message) {
 	for len(t.fifo) > h.s.cfg.HistorySize {
 		h.evictLocked(t)
 	}
+	t.arrivals++
+	m.local = t.arrivals
 	h.s.m.delivered.Inc()
 }
 
@@ -149,6 +154,7 @@ var errNotReplicated = errors.New("not yet held by a second node")
 // is UP). A key seen before returns the first id and publishes nothing.
 func (h *hub) publish(ctx context.Context, topicName, key string, data []byte) (id string, dup bool, err error) {
 	now := time.Now()
+	up := h.upPeers()
 	h.mu.Lock()
 	if key != "" {
 		if k, ok := h.keys[topicName+"\x00"+key]; ok {
@@ -159,7 +165,7 @@ func (h *hub) publish(ctx context.Context, topicName, key string, data []byte) (
 	t := h.topicLocked(topicName)
 	e := t.epochLocked(h.s.self, h.s.epoch, now)
 	m := &message{Topic: topicName, Origin: h.s.self, Epoch: h.s.epoch, Seq: e.head + uint64(len(e.unacked)) + 1, At: now, Key: key, Data: data}
-	m.done = make(chan struct{})
+	m.done, m.all, m.sentTo = make(chan struct{}), make(chan struct{}), len(up)
 	e.unacked = append(e.unacked, m)
 	id = messageID(m)
 	if key != "" && len(h.keys) < maxKeys {
@@ -167,19 +173,34 @@ func (h *hub) publish(ctx context.Context, topicName, key string, data []byte) (
 	}
 	h.mu.Unlock()
 
-	if n := h.sendAll(m); n == 0 {
-		h.acked(m) // every UP node (this one) holds it
+	for _, p := range up {
+		h.enqueue(p, outItem{msg: m})
 	}
-	t0 := time.Now()
+	if len(up) == 0 {
+		h.acked(m, false) // every UP node (this one) holds it
+	}
+	timeout := time.NewTimer(h.s.cfg.PublishTimeout)
+	defer timeout.Stop()
 	select {
 	case <-m.done:
-		h.s.m.publishAck.Observe(time.Since(t0).Seconds())
-		return id, false, nil
 	case <-ctx.Done():
 		return id, false, ctx.Err()
-	case <-time.After(h.s.cfg.PublishTimeout):
+	case <-timeout.C:
 		return id, false, errNotReplicated
 	}
+	// Held twice: the publisher may have its answer. Wait a little more
+	// for every UP node to hold it, so that a publisher that publishes
+	// its next message on another node only after this answer keeps its
+	// order on every node (the next one cannot overtake this one).
+	wait := time.NewTimer(h.s.cfg.ReplicaWait)
+	defer wait.Stop()
+	select {
+	case <-m.all:
+	case <-wait.C:
+	case <-ctx.Done():
+	}
+	h.s.m.publishAck.Observe(time.Since(now).Seconds())
+	return id, false, nil
 }
 
 // messageID is the id a publisher gets: a cursor of the one message.
@@ -187,11 +208,23 @@ func messageID(m *message) string {
 	return Cursor{{Topic: TopicHash(m.Topic), Epoch: m.Epoch, Seq: m.Seq}}.String()
 }
 
-// acked records that a second node holds one of this node's own messages,
-// and delivers every message of the epoch that is now held twice.
-func (h *hub) acked(m *message) {
+// acked records that a peer holds one of this node's own messages (or,
+// with failed, that the peer will not: its send failed), and delivers
+// every message of the epoch that is now held twice.
+func (h *hub) acked(m *message, failed bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	m.settled++
+	if m.settled >= m.sentTo && m.all != nil {
+		select {
+		case <-m.all:
+		default:
+			close(m.all)
+		}
+	}
+	if failed {
+		return
+	}
 	m.acked = true
 	t := h.topics[m.Topic]
 	if t == nil {
@@ -223,7 +256,7 @@ func (h *hub) ackAllOwn() {
 	}
 	h.mu.Unlock()
 	for _, m := range own {
-		h.acked(m)
+		h.acked(m, false)
 	}
 }
 
@@ -428,15 +461,6 @@ func (h *hub) upPeers() []string {
 func (h *hub) isUp(name string) bool {
 	srv, ok := h.s.mesh.Table().Find(name)
 	return ok && srv.Status != farm.StatusDown
-}
-
-// sendAll queues m to every UP peer and returns how many.
-func (h *hub) sendAll(m *message) int {
-	up := h.upPeers()
-	for _, p := range up {
-		h.enqueue(p, outItem{msg: m})
-	}
-	return len(up)
 }
 
 // start runs the table watcher and the housekeeping.

@@ -55,6 +55,7 @@ func (h *hub) enqueue(peer string, it outItem) {
 	if len(p.queue) >= peerQueueItems || p.bytes+n > peerQueueBytes {
 		p.mu.Unlock()
 		h.s.m.peerDropped.WithLabelValues(peer).Inc()
+		h.settleOwn([]outItem{it})
 		return
 	}
 	p.queue = append(p.queue, it)
@@ -81,6 +82,11 @@ func (p *peerSender) run() {
 			}
 			err := p.send(ctx, body)
 			if err != nil {
+				for _, m := range msgs {
+					if m.Epoch == p.h.s.epoch && m.done != nil {
+						p.h.acked(m, true)
+					}
+				}
 				p.h.s.m.sendErrors.WithLabelValues(p.name).Inc()
 				p.h.s.log.Debug("send to peer failed; it fetches what it missed by a fill", "peer", p.name, "err", err)
 				if !p.h.isUp(p.name) {
@@ -91,7 +97,7 @@ func (p *peerSender) run() {
 			p.h.s.m.replicated.WithLabelValues(p.name).Add(float64(len(msgs)))
 			for _, m := range msgs {
 				if m.Epoch == p.h.s.epoch && m.done != nil {
-					p.h.acked(m)
+					p.h.acked(m, false)
 				}
 			}
 		}
@@ -136,9 +142,11 @@ func (p *peerSender) pop(n, size int) {
 // drop empties the queue of a peer that is DOWN.
 func (p *peerSender) drop() {
 	p.mu.Lock()
-	n := len(p.queue)
+	q := p.queue
+	n := len(q)
 	p.queue, p.bytes = nil, 0
 	p.mu.Unlock()
+	p.h.settleOwn(q)
 	if n > 0 {
 		p.h.s.m.peerDropped.WithLabelValues(p.name).Add(float64(n))
 	}
@@ -184,5 +192,15 @@ func (p *peerSender) send(ctx context.Context, body []byte) error {
 		case <-t.C:
 		}
 		backoff *= 2
+	}
+}
+
+// settleOwn counts this node's own messages among items as settled for a
+// peer that will not get them (its queue dropped them).
+func (h *hub) settleOwn(items []outItem) {
+	for _, it := range items {
+		if m := it.msg; m != nil && m.Epoch == h.s.epoch && m.done != nil {
+			h.acked(m, true)
+		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -36,7 +37,9 @@ func TestPublishReachesEveryNode(t *testing.T) {
 		}
 		clients = append(clients, c)
 	}
-	waitFor(t, func() bool { return nodes["a"].s.Users() == 1 && nodes["c"].s.Users() == 1 })
+	if !(nodes["a"].s.Users() == 1 && nodes["c"].s.Users() == 1) {
+		t.Fatal("streams not counted once their headers arrived: nodes[\"a\"].s.Users() == 1 && nodes[\"c\"].s.Users() == 1")
+	}
 	mustPublish(t, nodes["a"].url, "prices", "one")
 	mustPublish(t, nodes["b"].url, "prices", "two\nlines")
 	mustPublish(t, nodes["c"].url, "other", "not subscribed")
@@ -65,7 +68,9 @@ func TestResumeOnAnotherNode(t *testing.T) {
 	f := newMemFarm("a", "b", "c")
 	nodes := startNodes(t, f, nil, "a", "b", "c")
 	c := openStream(t, nil, streamURL(nodes["a"], "x", "y"), "")
-	waitFor(t, func() bool { return nodes["a"].s.Users() == 1 })
+	if !(nodes["a"].s.Users() == 1) {
+		t.Fatal("streams not counted once their headers arrived: nodes[\"a\"].s.Users() == 1")
+	}
 	for i := 1; i <= 3; i++ {
 		mustPublish(t, nodes["b"].url, "x", fmt.Sprint("b", i))
 	}
@@ -103,7 +108,9 @@ func TestResetWhenHistoryIsGone(t *testing.T) {
 	f := newMemFarm("a", "b")
 	nodes := startNodes(t, f, func(c *Config) { c.HistorySize = 3 }, "a", "b")
 	c := openStream(t, nil, streamURL(nodes["a"], "x"), "")
-	waitFor(t, func() bool { return nodes["a"].s.Users() == 1 })
+	if !(nodes["a"].s.Users() == 1) {
+		t.Fatal("streams not counted once their headers arrived: nodes[\"a\"].s.Users() == 1")
+	}
 	mustPublish(t, nodes["a"].url, "x", "1")
 	c.collect(t, 1)
 	last := c.lastID
@@ -183,7 +190,9 @@ func TestIdempotencyKey(t *testing.T) {
 	f := newMemFarm("a", "b")
 	nodes := startNodes(t, f, nil, "a", "b")
 	c := openStream(t, nil, streamURL(nodes["b"], "t"), "")
-	waitFor(t, func() bool { return nodes["b"].s.Users() == 1 })
+	if !(nodes["b"].s.Users() == 1) {
+		t.Fatal("streams not counted once their headers arrived: nodes[\"b\"].s.Users() == 1")
+	}
 	var ids []string
 	for _, n := range []string{"a", "a", "b"} { // the retry may land on another node
 		code, body := publish(t, nodes[n].url, "t", "once", "Idempotency-Key", "k-1")
@@ -229,7 +238,9 @@ func TestDrain(t *testing.T) {
 	for i := 0; i < 4; i++ {
 		cs = append(cs, openStream(t, nil, streamURL(nodes["a"], "t"), ""))
 	}
-	waitFor(t, func() bool { return nodes["a"].s.Users() == 4 })
+	if !(nodes["a"].s.Users() == 4) {
+		t.Fatal("streams not counted once their headers arrived: nodes[\"a\"].s.Users() == 4")
+	}
 	admin := func(path string) int {
 		req, _ := http.NewRequest("POST", nodes["a"].url+path, nil)
 		req.Header.Set("Authorization", "Bearer "+testToken)
@@ -331,4 +342,56 @@ func TestOtherEndpoints(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestSlowClientDropped: a client that stops reading fills its socket; the
+// node drops it after WriteTimeout, while the other clients keep getting
+// every message.
+func TestSlowClientDropped(t *testing.T) {
+	f := newMemFarm("a")
+	nodes := startNodes(t, f, func(c *Config) {
+		c.WriteTimeout = 300 * time.Millisecond
+		c.MaxPayload = 60 << 10
+	}, "a")
+	s := nodes["a"].s
+	slow, err := net.Dial("tcp", strings.TrimPrefix(nodes["a"].url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer slow.Close()
+	slow.(*net.TCPConn).SetReadBuffer(4096)
+	fmt.Fprintf(slow, "GET /stream?topic=t HTTP/1.1\r\nHost: x\r\n\r\n")
+	fast := openStream(t, nil, streamURL(nodes["a"], "t"), "")
+	big := strings.Repeat("x", 50<<10)
+	for i := 0; s.Users() == 2; i++ {
+		if i == 200 {
+			t.Fatal("slow client still connected after 12 MB")
+		}
+		mustPublish(t, nodes["a"].url, "t", fmt.Sprint(i, big))
+		if ev := fast.next(t); !strings.HasPrefix(ev.Data, fmt.Sprint(i)) {
+			t.Fatalf("fast client got %.20q, want message %d", ev.Data, i)
+		}
+		if i > 20 {
+			time.Sleep(20 * time.Millisecond) // give the write timeout room to fire
+		}
+	}
+	if n := testutilCounter(t, s, "farmlb_pushd_dropped_slow_clients_total"); n != 1 {
+		t.Errorf("dropped_slow_clients_total = %v, want 1", n)
+	}
+}
+
+// testutilCounter reads one counter from the node's metrics.
+func testutilCounter(t *testing.T, s *Server, name string) float64 {
+	t.Helper()
+	mfs, err := s.cfg.Gatherer.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			return mf.GetMetric()[0].GetCounter().GetValue()
+		}
+	}
+	t.Fatalf("no metric %s", name)
+	return 0
 }

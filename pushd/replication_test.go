@@ -1,17 +1,13 @@
 package pushd
 
 import (
-	"context"
-	"crypto/tls"
 	"fmt"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/farmlb/farmlb/farm"
-	"golang.org/x/net/http2"
 )
 
 // TestHTTP2Stream streams over h2c (HTTP/2 without TLS), the path that
@@ -19,17 +15,18 @@ import (
 func TestHTTP2Stream(t *testing.T) {
 	f := newMemFarm("a")
 	nodes := startNodes(t, f, nil, "a")
-	tr := &http2.Transport{AllowHTTP: true, DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
-		var d net.Dialer
-		return d.DialContext(ctx, network, addr)
-	}}
+	var protos http.Protocols
+	protos.SetUnencryptedHTTP2(true)
+	tr := &http.Transport{Protocols: &protos}
 	defer tr.CloseIdleConnections()
 	client := &http.Client{Transport: tr}
 	c := openStream(t, client, streamURL(nodes["a"], "t"), "")
 	if c.resp.ProtoMajor != 2 {
 		t.Fatalf("proto %s", c.resp.Proto)
 	}
-	waitFor(t, func() bool { return nodes["a"].s.Users() == 1 })
+	if !(nodes["a"].s.Users() == 1) {
+		t.Fatal("streams not counted once their headers arrived: nodes[\"a\"].s.Users() == 1")
+	}
 	mustPublish(t, nodes["a"].url, "t", "over h2")
 	if ev := c.next(t); ev.Data != "over h2" {
 		t.Fatalf("%+v", ev)
@@ -45,7 +42,9 @@ func TestGapFill(t *testing.T) {
 	f := newMemFarm("a", "b", "c")
 	nodes := startNodes(t, f, nil, "a", "b", "c")
 	c := openStream(t, nil, streamURL(nodes["c"], "t"), "")
-	waitFor(t, func() bool { return nodes["c"].s.Users() == 1 })
+	if !(nodes["c"].s.Users() == 1) {
+		t.Fatal("streams not counted once their headers arrived: nodes[\"c\"].s.Users() == 1")
+	}
 	mustPublish(t, nodes["a"].url, "t", "1")
 	f.setCut("a", "c", true)
 	mustPublish(t, nodes["a"].url, "t", "2")
@@ -69,7 +68,9 @@ func TestOriginDiesMidSend(t *testing.T) {
 	f := newMemFarm("a", "b", "c")
 	nodes := startNodes(t, f, nil, "a", "b", "c")
 	c := openStream(t, nil, streamURL(nodes["c"], "t"), "")
-	waitFor(t, func() bool { return nodes["c"].s.Users() == 1 })
+	if !(nodes["c"].s.Users() == 1) {
+		t.Fatal("streams not counted once their headers arrived: nodes[\"c\"].s.Users() == 1")
+	}
 	f.setCut("a", "c", true)
 	mustPublish(t, nodes["a"].url, "t", "only b has it")
 	nodes["a"].stop()
@@ -85,7 +86,9 @@ func TestAloneNodeDeliversAtOnce(t *testing.T) {
 	nodes := startNodes(t, f, nil, "a", "b")
 	nodes["b"].stop()
 	c := openStream(t, nil, streamURL(nodes["a"], "t"), "")
-	waitFor(t, func() bool { return nodes["a"].s.Users() == 1 })
+	if !(nodes["a"].s.Users() == 1) {
+		t.Fatal("streams not counted once their headers arrived: nodes[\"a\"].s.Users() == 1")
+	}
 	mustPublish(t, nodes["a"].url, "t", "alone")
 	if ev := c.next(t); ev.Data != "alone" {
 		t.Fatalf("%+v", ev)
@@ -102,7 +105,9 @@ func TestManyPublishersOrder(t *testing.T) {
 	for _, n := range names {
 		cs = append(cs, openStream(t, nil, streamURL(nodes[n], "t"), ""))
 	}
-	waitFor(t, func() bool { return nodes["a"].s.Users()+nodes["b"].s.Users()+nodes["c"].s.Users() == 3 })
+	if !(nodes["a"].s.Users()+nodes["b"].s.Users()+nodes["c"].s.Users() == 3) {
+		t.Fatal("streams not counted once their headers arrived: nodes[\"a\"].s.Users()+nodes[\"b\"].s.Users()+nodes[\"c\"].s.Users() == 3")
+	}
 	const per = 30
 	done := make(chan struct{})
 	for _, n := range names {
@@ -146,7 +151,9 @@ func TestLateNodeCatchesUp(t *testing.T) {
 	f := newMemFarm("a", "b", "c")
 	nodes := startNodes(t, f, nil, "a", "b")
 	c := openStream(t, nil, streamURL(nodes["a"], "t"), "")
-	waitFor(t, func() bool { return nodes["a"].s.Users() == 1 })
+	if !(nodes["a"].s.Users() == 1) {
+		t.Fatal("streams not counted once their headers arrived: nodes[\"a\"].s.Users() == 1")
+	}
 	mustPublish(t, nodes["a"].url, "t", "1")
 	c.collect(t, 1)
 	last := c.lastID

@@ -18,8 +18,6 @@ import (
 
 	"github.com/farmlb/farmlb/farm"
 	"github.com/prometheus/client_golang/prometheus"
-	"golang.org/x/net/http2"
-	"golang.org/x/net/http2/h2c"
 )
 
 // Mesh is what pushd needs from the farm's mesh; *peerlink.Mesh implements
@@ -82,6 +80,12 @@ type Config struct {
 	// hold the message. Default 5 s: longer than the mesh needs to notice
 	// a dead peer.
 	PublishTimeout time.Duration
+	// ReplicaWait is how long a publish, once held by two nodes, waits
+	// for every other UP node to hold it before answering. Default
+	// 500 ms: the mesh declares a dead peer DOWN sooner, so this only
+	// bounds the wait on a live but slow peer; meanwhile a publisher that
+	// publishes its next message on another node keeps its order.
+	ReplicaWait time.Duration
 	// WriteTimeout drops a client whose socket accepts nothing for this
 	// long (a slow or vanished client). Default 10 s.
 	WriteTimeout time.Duration
@@ -111,6 +115,7 @@ func DefaultConfig() Config {
 		DrainWindow:    30 * time.Second,
 		MoveGrace:      5 * time.Second,
 		PublishTimeout: 5 * time.Second,
+		ReplicaWait:    500 * time.Millisecond,
 		WriteTimeout:   10 * time.Second,
 		IdempotencyTTL: 10 * time.Minute,
 	}
@@ -136,6 +141,7 @@ func (c *Config) populate() error {
 	setDefault(&c.MoveGrace, d.MoveGrace)
 	setDefault(&c.PublishTimeout, d.PublishTimeout)
 	setDefault(&c.WriteTimeout, d.WriteTimeout)
+	setDefault(&c.ReplicaWait, d.ReplicaWait)
 	setDefault(&c.IdempotencyTTL, d.IdempotencyTTL)
 	if c.MaxPayload > maxWirePayload {
 		return fmt.Errorf("pushd: MaxPayload %d is above the wire limit %d", c.MaxPayload, maxWirePayload)
@@ -181,6 +187,7 @@ type Server struct {
 	ln     net.Listener
 	poll   *closePoller // nil where no poller is available
 	flushq flushQueue
+	bufs   sync.Pool // *[]byte write buffers, lent to a flush while it runs
 
 	randMu sync.Mutex
 	rand   *rand.Rand
@@ -229,14 +236,18 @@ func New(cfg Config) (*Server, error) {
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 		BaseContext:       func(net.Listener) context.Context { return s.ctx },
 	}
+	// HTTP/1.1 and HTTP/2: cleartext HTTP/2 (h2c, prior knowledge) without
+	// TLS, HTTP/2 by ALPN with it.
+	var protos http.Protocols
+	protos.SetHTTP1(true)
 	if cfg.TLS == nil {
-		s.http.Handler = h2c.NewHandler(h, &http2.Server{})
+		protos.SetUnencryptedHTTP2(true)
 	} else {
+		protos.SetHTTP2(true)
 		s.http.TLSConfig = cfg.TLS.Clone()
-		if err := http2.ConfigureServer(s.http, &http2.Server{}); err != nil {
-			return nil, fmt.Errorf("pushd: http2: %w", err)
-		}
+		s.http.TLSConfig.NextProtos = []string{"h2", "http/1.1"}
 	}
+	s.http.Protocols = &protos
 	return s, nil
 }
 

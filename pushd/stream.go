@@ -44,8 +44,6 @@ type stream struct {
 	rc      *http.ResponseController
 }
 
-var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
-
 // notify says that one of the stream's topics moved on.
 func (st *stream) notify() { st.poke(func() { st.dirty = true }) }
 
@@ -154,11 +152,15 @@ const flushLimit = 64 << 10
 // else went, then a move event; fast writes return errWouldBlock rather
 // than wait (w then holds what is left to do).
 func (st *stream) flush(w *work, fast bool) error {
-	bp := bufPool.Get().(*[]byte)
+	bp, _ := st.s.bufs.Get().(*[]byte)
+	if bp == nil {
+		b := make([]byte, 0, 4096)
+		bp = &b
+	}
 	defer func() {
 		if cap(*bp) <= 4*flushLimit {
 			*bp = (*bp)[:0]
-			bufPool.Put(bp)
+			st.s.bufs.Put(bp)
 		}
 	}()
 	wrote := false
@@ -266,7 +268,7 @@ func (st *stream) collect(buf []byte) (out []byte, more bool) {
 				// History lost seen+1..base-1: say so, then go on.
 				reset = true
 				seen = base - 1
-				k = st.cur.set(k, t.hash, ep, seen)
+				st.cur.set(k, t.hash, ep, seen)
 			}
 			if e.head > seen && seen >= base-1 {
 				// Copy: eviction clears the history's slots under the
@@ -294,12 +296,15 @@ func (st *stream) collect(buf []byte) (out []byte, more bool) {
 	}
 	st.resets = st.resets[:0]
 
-	// Merge the runs by publish time, each run staying in seq order.
+	// Merge the runs in the order this node delivered the messages (each
+	// run is in seq order): it respects the order of a publisher that
+	// moves from node to node, where publish times from several clocks
+	// might not.
 	now := time.Now()
 	for {
 		best := -1
 		for r := range runs {
-			if len(runs[r].msgs) > 0 && (best < 0 || runs[r].msgs[0].At.Before(runs[best].msgs[0].At)) {
+			if len(runs[r].msgs) > 0 && (best < 0 || runs[r].msgs[0].local < runs[best].msgs[0].local) {
 				best = r
 			}
 		}

@@ -52,8 +52,14 @@ type message struct {
 
 	// At the origin only, guarded by hub.mu: acked is set once a peer
 	// holds the message; done is closed once it is delivered.
-	acked bool
-	done  chan struct{}
+	acked   bool
+	done    chan struct{} // closed once delivered (held twice)
+	all     chan struct{} // closed once every peer sent to has settled
+	sentTo  int           // peers it was sent to
+	settled int           // of those, how many acknowledged or failed
+
+	// local is the message's place in its topic on this node (hub.mu).
+	local uint64
 
 	bodyOnce sync.Once
 	body     []byte // the event's shared part (sseBody)

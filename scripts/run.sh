@@ -123,6 +123,14 @@ for u in "${urls[@]}"; do
   ready "$u" || { echo "run.sh: $u did not answer /healthz" >&2; tail -n 20 "$tmp"/server*.log >&2; exit 1; }
 done
 
+# The mesh joins within a second: wait until serverA sees all three UP.
+if [ -z "$mesh_flag" ]; then
+  for _ in $(seq 50); do
+    [ "$(curl -fsS "${urls[0]}/farm?format=text" 2>/dev/null | grep -c ' UP ')" = 3 ] && break
+    sleep 0.1
+  done
+fi
+
 have_dns=0 dns_pid=
 if [ "$dnsd" = 1 ] && [ -x bin/dnsd ] && [ -z "$mesh_flag" ]; then
   bin/dnsd --config "$tmp/farm.yaml" --name ns1 >"$tmp/ns1.log" 2>&1 &

@@ -49,7 +49,13 @@ func main() {
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			c, err := d.Dial("tcp", *addr)
+			var c net.Conn
+			var err error
+			for try := 0; try < 5; try++ { // a loaded machine drops some SYNs
+				if c, err = d.Dial("tcp", *addr); err == nil {
+					break
+				}
+			}
 			if err == nil {
 				_, err = c.Write(req)
 			}

@@ -112,6 +112,7 @@ func pushdConfig(f *config.Farm, n *config.Node) pushd.Config {
 	set(&cfg.MoveGrace, p.MoveGrace)
 	set(&cfg.PublishTimeout, p.PublishTimeout)
 	set(&cfg.WriteTimeout, p.WriteTimeout)
+	set(&cfg.ReplicaWait, p.ReplicaWait)
 	return cfg
 }
 
