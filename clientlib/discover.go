@@ -219,9 +219,9 @@ func discoverA(ctx context.Context, cfg Config, server, zone string) (*farm.List
 		}
 	}
 	if len(errs) == 0 {
-		return nil, fmt.Errorf("A %s: no addresses", zone)
+		return nil, fmt.Errorf("address records of %s: none", zone)
 	}
-	return nil, fmt.Errorf("A %s: %w", zone, errors.Join(errs...))
+	return nil, fmt.Errorf("address records of %s: %w", zone, errors.Join(errs...))
 }
 
 // fetchList GETs a farm list (any encoding) from a URL.
