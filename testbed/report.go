@@ -90,7 +90,7 @@ type Report struct {
 
 func (r *runner) report(balance map[string]int) (*Report, error) {
 	rep := &Report{Scenario: r.s.Name, DetectMSMax: -1, DNSRemovedMS: -1, BackUpMS: -1, DetectMS: map[string]int64{},
-		Users: balance, Faults: r.faults, Failures: []string{}, Notes: []string{},
+		Users: balance, Faults: append([]faultRecord{}, r.faults...), Failures: []string{}, Notes: []string{},
 		DurationMS: time.Since(r.start).Milliseconds()}
 	rc := r.rec
 	rc.mu.Lock()
