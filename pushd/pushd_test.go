@@ -395,3 +395,19 @@ func testutilCounter(t *testing.T, s *Server, name string) float64 {
 	t.Fatalf("no metric %s", name)
 	return 0
 }
+
+// TestGoneClientNoticed: an idle HTTP/1.1 stream whose client closes the
+// connection is noticed at once (the close poller), not at the next write.
+func TestGoneClientNoticed(t *testing.T) {
+	f := newMemFarm("a")
+	nodes := startNodes(t, f, func(c *Config) { c.KeepAlive = time.Hour }, "a")
+	c := openStream(t, nil, streamURL(nodes["a"], "t"), "")
+	if n := nodes["a"].s.Users(); n != 1 {
+		t.Fatalf("users %d", n)
+	}
+	c.close()
+	waitFor(t, func() bool { return nodes["a"].s.Users() == 0 })
+	if s, _ := nodes["a"].s.mesh.Table().Find("a"); s.Users != 0 {
+		t.Errorf("the mesh still has %d users", s.Users)
+	}
+}
