@@ -47,7 +47,7 @@ type Config struct {
 	Status string `yaml:"status"`
 
 	// LogRing is how many bytes of console log the init keeps for
-	// GET /logs and /run/farmlb/log. If zero, defaults to 1 MiB: hours of a
+	// GET /logs. If zero, defaults to 1 MiB: hours of a
 	// quiet daemon's log, and small beside the box's memory.
 	LogRing int `yaml:"log_ring"`
 
@@ -128,7 +128,8 @@ type Restart struct {
 	// from Min. If zero, defaults to 60s.
 	Stable time.Duration `yaml:"stable"`
 	// Stop is how long a service gets between SIGTERM and SIGKILL at
-	// power-off. If zero, defaults to 10s: pushd's drain needs a moment.
+	// power-off. If zero, defaults to 45s: pushd spreads its clients'
+	// moves over its drain window (30s by default) before it exits.
 	Stop time.Duration `yaml:"stop"`
 }
 
@@ -145,7 +146,7 @@ func DefaultConfig() Config {
 			Min:    time.Second,
 			Max:    30 * time.Second,
 			Stable: 60 * time.Second,
-			Stop:   10 * time.Second,
+			Stop:   45 * time.Second,
 		},
 	}
 }

@@ -118,7 +118,7 @@ func newMetrics(age func() float64) *metrics {
 		latencyDesc: prometheus.NewDesc("farmlb_dnsd_answer_duration_seconds", "Time from reading a query to its answer being ready to send (UDP queries are timed per batch of reads).", nil, nil),
 		tableAge: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "farmlb_dnsd_table_age_seconds",
-			Help: "Seconds since the table the answers come from was taken from the source (grows while the source is silent or the table is held).",
+			Help: "Seconds since the source last handed over a changed table that the answers follow: grows while the table does not change, and while the last table with an UP server is held.",
 		}, age),
 		tableHeld: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "farmlb_dnsd_table_held",

@@ -1,6 +1,7 @@
 package dnsd
 
 import (
+	"context"
 	"encoding/binary"
 	"io"
 	"net"
@@ -439,6 +440,106 @@ func TestNoServerUp(t *testing.T) {
 			}
 			if gaugeValue(t, s.metrics.tableHeld) != 0 {
 				t.Error("table_held still 1 after recovery")
+			}
+		})
+	}
+}
+
+// TestTCPLimits checks that a connection over MaxTCPConns is closed at once,
+// that an idle connection is closed after TCPIdleTimeout, and that Shutdown
+// closes the connections still open.
+func TestTCPLimits(t *testing.T) {
+	cfg := testConfig(newTestSource(testList(t)))
+	cfg.MaxTCPConns = 1
+	cfg.TCPIdleTimeout = 200 * time.Millisecond
+	s, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(context.Background()) }()
+
+	dial := func() *dns.Conn {
+		c, err := dns.Dial("tcp", s.TCPAddr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+		return c
+	}
+	ask := func(c *dns.Conn) error {
+		if err := c.WriteMsg(query(testZone, dns.TypeSOA)); err != nil {
+			return err
+		}
+		_, err := c.ReadMsg()
+		return err
+	}
+	first := dial()
+	defer first.Close()
+	if err := ask(first); err != nil {
+		t.Fatalf("first connection: %v", err)
+	}
+	t.Run("over the limit: closed", func(t *testing.T) {
+		second := dial()
+		defer second.Close()
+		if err := ask(second); err == nil {
+			t.Fatal("a second connection was served with MaxTCPConns 1")
+		}
+	})
+	t.Run("idle: closed after the timeout", func(t *testing.T) {
+		start := time.Now()
+		if _, err := first.ReadMsg(); err == nil {
+			t.Fatal("read a message nobody asked for")
+		}
+		if d := time.Since(start); d > 5*time.Second {
+			t.Fatalf("closed after %v", d)
+		}
+		// Its slot is free again.
+		third := dial()
+		defer func() { third.Close() }()
+		var err error
+		for i := 0; i < 100; i++ { // the server frees the slot just after closing
+			if err = ask(third); err == nil {
+				break
+			}
+			third.Close()
+			third = dial()
+		}
+		if err != nil {
+			t.Fatalf("a new connection after the idle one closed: %v", err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := s.Shutdown(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		if _, err := third.ReadMsg(); err == nil {
+			t.Error("connection still open after Shutdown")
+		}
+	})
+}
+
+// TestIPv6 serves on [::1] (the batch path for IPv6 sockets).
+func TestIPv6(t *testing.T) {
+	if c, err := net.ListenPacket("udp6", "[::1]:0"); err != nil {
+		t.Skipf("no IPv6 loopback: %v", err)
+	} else {
+		c.Close()
+	}
+	cfg := testConfig(newTestSource(testList(t)))
+	cfg.Listen = "[::1]:0"
+	s := startServer(t, cfg)
+	for _, network := range []string{"udp", "tcp"} {
+		t.Run(network, func(t *testing.T) {
+			r := exchange(t, s, network, query(testZone, dns.TypeA))
+			if len(r.Answer) != 2 {
+				t.Fatalf("%d answers, want 2", len(r.Answer))
 			}
 		})
 	}

@@ -12,7 +12,7 @@ APPLIANCE_BINS   := $(filter pushd dnsd farmctl,$(CMDS))
 APPLIANCE_LDFLAGS := -s -w -buildid=
 KERNEL_MODULE    := github.com/gokrazy/kernel.amd64
 
-.PHONY: image image-test image-test-uefi image-test-farm appliance-bins appliance-config deb deb-test
+.PHONY: image image-run image-test image-test-uefi image-test-farm appliance-bins appliance-config deb deb-test deb-install-test
 
 appliance-bins:
 	@mkdir -p $(APPLIANCE_OUT)/bin
@@ -85,3 +85,23 @@ image-test-farm: image ## boot two appliances that form one farm; check mesh, DN
 	FARMLB_IMAGE_KERNEL="$$(cd tools/kernel && $(GO) list -m -f '{{.Dir}}' $(KERNEL_MODULE))/vmlinuz" FARMLB_IMAGE_INITRD=$(CURDIR)/$(APPLIANCE_OUT)/initrd.gz \
 	  FARMLB_IMAGE_SERVICES="$(filter pushd dnsd,$(APPLIANCE_BINS))" \
 	  $(GO) test -count=1 -v -timeout 15m -run 'TestFarmOfTwo$$' ./appliance/imagetest/
+
+# Boot the image in a terminal (serial console here; Ctrl-A X quits, or
+# "system_powerdown" in the monitor with Ctrl-A C for a clean power-off).
+# Forwards 127.0.0.1:9100 (status), :8080 (pushd) and :5353 (dnsd, UDP and TCP).
+image-run: image ## boot build/appliance.img in qemu in this terminal
+	qemu-system-x86_64 -accel tcg -m 512 -nographic -no-reboot \
+	  -drive file=$(APPLIANCE_IMG),format=raw,if=virtio,snapshot=on \
+	  -netdev user,id=n0,net=198.18.0.0/24,host=198.18.0.2,hostfwd=tcp:127.0.0.1:9100-198.18.0.15:9100,hostfwd=tcp:127.0.0.1:8080-198.18.0.15:8080,hostfwd=tcp:127.0.0.1:5353-198.18.0.15:53,hostfwd=udp:127.0.0.1:5353-198.18.0.15:53 \
+	  -device virtio-net-pci,netdev=n0 -device virtio-rng-pci
+
+# Installs the .deb into a Debian tree (debootstrap, made once in
+# build/debroot) and checks the maintainer scripts, the binaries and
+# conffile handling.
+DEB_ROOT := build/debroot
+$(DEB_ROOT)/etc/debian_version:
+	debootstrap --variant=minbase --include=adduser bookworm $(DEB_ROOT) http://deb.debian.org/debian
+
+deb-install-test: deb $(DEB_ROOT)/etc/debian_version ## install the .deb into a debootstrap tree and check it there
+	FARMLB_DEB=$(CURDIR)/$(DEB_FILE) FARMLB_DEB_ROOT=$(CURDIR)/$(DEB_ROOT) FARMLB_DEB_BINS="$(DEB_BINS)" \
+	  $(GO) test -count=1 -v -run 'TestDebInstall$$' ./appliance/debtest/

@@ -74,6 +74,15 @@ type Config struct {
 	// (100 ms), so that the "no" arrives before the asker's deadline and
 	// the asker decides as soon as everyone has said no.
 	VouchTimeout time.Duration
+	// ProbeFanout is how many other members, at most, are asked about a
+	// suspect (chosen at random). If zero, 3: one honest answer is enough,
+	// three tolerate two members that are themselves slow or cut off, and
+	// a bound keeps a stall of one member in a large farm from costing
+	// every member a question to every other (memberlist asks 3 too).
+	ProbeFanout int
+	// Seed seeds the random choice of the members asked; with the
+	// incarnation it makes a member's choices repeatable in tests.
+	Seed uint64
 	// StatusInterval is the least time between two status frames to one
 	// peer: changes in between are coalesced into the next frame. If zero,
 	// 10 ms: a change reaches peers within about 10 ms (well inside the
@@ -112,6 +121,7 @@ func DefaultConfig() Config {
 		SuspectAfter:      250 * time.Millisecond,
 		ProbeTimeout:      150 * time.Millisecond,
 		VouchTimeout:      100 * time.Millisecond,
+		ProbeFanout:       3,
 		StatusInterval:    10 * time.Millisecond,
 		RedialInterval:    100 * time.Millisecond,
 		DialTimeout:       400 * time.Millisecond,
@@ -157,6 +167,9 @@ func (c *Config) populate() error {
 	setDur(&c.RedialInterval, d.RedialInterval)
 	setDur(&c.DialTimeout, d.DialTimeout)
 	setDur(&c.IdleTimeout, d.IdleTimeout)
+	if c.ProbeFanout <= 0 {
+		c.ProbeFanout = d.ProbeFanout
+	}
 	if c.SendWindow <= 0 {
 		c.SendWindow = d.SendWindow
 	}

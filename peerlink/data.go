@@ -78,8 +78,12 @@ func (o *outbox) ack(peer string, seq uint64, errText string) (acked int) {
 // Send delivers body to the named peer and returns once the peer's Handler
 // accepted it (nil), refused it (a *RemoteError), or the peer went DOWN or
 // restarted (an error wrapping ErrPeerDown). It blocks while the peer's send
-// window is full. If ctx ends first, Send returns ctx's error; the message
-// may still be delivered. body is copied; the caller may reuse it.
+// window is full, and while the peer is UP for the farm but this member's
+// own connection to it is broken (other members vouch for it): the message
+// goes when the connection is back. If ctx ends first, Send returns ctx's
+// error; the message may still be delivered. body is copied; the caller may
+// reuse it. Send is safe for concurrent use; each caller's messages keep
+// their order.
 func (m *Mesh) Send(ctx context.Context, peer string, body []byte) error {
 	if len(body) > MaxMessage {
 		return fmt.Errorf("peerlink: message of %d bytes, at most %d", len(body), MaxMessage)
@@ -121,6 +125,14 @@ func (m *Mesh) Send(ctx context.Context, peer string, body []byte) error {
 		case <-ctx.Done():
 			return ctx.Err()
 		}
+	}
+	// The peer may have gone DOWN between the check and the enqueue; its
+	// DOWN failed the outbox before this message was in it.
+	m.mu.Lock()
+	reachable := (p.state == stateUp || p.state == stateSuspect) && !m.stopped
+	m.mu.Unlock()
+	if !reachable {
+		p.out.fail(p.name, fmt.Errorf("peerlink: send to %s: %w", p.name, ErrPeerDown))
 	}
 	kick(p.out.kick)
 	select {

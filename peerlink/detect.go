@@ -24,6 +24,10 @@ import (
 // rumour to go stale. Incarnations order what does travel (records, and
 // connections of a restarted member).
 
+// maxVouches bounds the probe requests a member holds at once; more are
+// answered "no" at once (a flood of questions cannot grow memory).
+const maxVouches = 4096
+
 // detectLoop sends heartbeats and runs the suspicion timers.
 func (m *Mesh) detectLoop(ctx context.Context) {
 	defer m.wg.Done()
@@ -31,13 +35,24 @@ func (m *Mesh) detectLoop(ctx context.Context) {
 	t := time.NewTicker(tick)
 	defer t.Stop()
 	nextHB := time.Now()
+	last := time.Now()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case now := <-t.C:
-			now = time.Now() // t.C's value may be old if this goroutine was late
+		case <-t.C:
+			now := time.Now() // t.C's value may be old if this goroutine was late
 			m.mu.Lock()
+			if late := now.Sub(last); late > max(4*tick, m.cfg.HeartbeatInterval) {
+				// This member itself stalled (CPU starvation, a pause): the
+				// silence it sees now is its own, and its peers' heartbeats
+				// are still queued in its socket. Suspect nobody until it
+				// has had time to read them.
+				m.graceUntil = now.Add(m.cfg.SuspectAfter)
+				m.met.stalls.Inc()
+				m.log.Info("member stalled", "ms", late.Milliseconds())
+			}
+			last = now
 			if !now.Before(nextHB) {
 				m.heartbeatLocked()
 				nextHB = now.Add(m.cfg.HeartbeatInterval)
@@ -70,7 +85,7 @@ func (m *Mesh) checkLocked(now time.Time) {
 	for _, p := range m.peers {
 		switch p.state {
 		case stateUp:
-			if now.Sub(p.lastHeard) > m.cfg.SuspectAfter {
+			if now.Sub(p.lastHeard) > m.cfg.SuspectAfter && !now.Before(m.graceUntil) {
 				p.state = stateSuspect
 				m.log.Info("peer suspect", "peer", p.name, "silent_ms", now.Sub(p.lastHeard).Milliseconds())
 				m.startRoundLocked(p, now)
@@ -79,6 +94,13 @@ func (m *Mesh) checkLocked(now time.Time) {
 		case stateSuspect:
 			r := p.round
 			if now.Before(r.deadline) {
+				continue
+			}
+			if now.Before(m.graceUntil) {
+				// This member just stalled: the answers to this round may
+				// be waiting unread in its socket. Ask again instead of
+				// concluding.
+				m.startRoundLocked(p, now)
 				continue
 			}
 			if r.vouched != "" {
@@ -92,7 +114,7 @@ func (m *Mesh) checkLocked(now time.Time) {
 		}
 	}
 	for id, v := range m.vouches {
-		if now.After(v.deadline) {
+		if now.After(v.deadline) && !now.Before(m.graceUntil) {
 			delete(m.vouches, id)
 			m.replyLocked(v, false)
 		}
@@ -102,8 +124,8 @@ func (m *Mesh) checkLocked(now time.Time) {
 	}
 }
 
-// startRoundLocked pings the suspect and asks every other connected member
-// whether it hears the suspect.
+// startRoundLocked pings the suspect and asks up to ProbeFanout other
+// connected members, chosen at random, whether they hear it.
 func (m *Mesh) startRoundLocked(p *peer, now time.Time) {
 	m.nextID++
 	r := &round{id: m.nextID, deadline: now.Add(m.cfg.ProbeTimeout)}
@@ -111,11 +133,15 @@ func (m *Mesh) startRoundLocked(p *peer, now time.Time) {
 	if p.link != nil {
 		p.link.sendDatagram(typePing, appendFrame(nil, &pingFrame{Nonce: r.id}))
 	}
-	req := appendFrame(nil, &probeRequestFrame{ID: r.id, Target: p.name})
+	helpers := make([]*peer, 0, len(m.peers))
 	for _, q := range m.peers {
-		if q == p || q.link == nil || q.state == stateDown || q.state == stateNew {
-			continue
+		if q != p && q.link != nil && (q.state == stateUp || q.state == stateSuspect) {
+			helpers = append(helpers, q)
 		}
+	}
+	m.rand.Shuffle(len(helpers), func(i, j int) { helpers[i], helpers[j] = helpers[j], helpers[i] })
+	req := appendFrame(nil, &probeRequestFrame{ID: r.id, Target: p.name})
+	for _, q := range helpers[:min(len(helpers), m.cfg.ProbeFanout)] {
 		q.link.sendControl(typeProbeReq, req)
 		r.asked++
 	}
@@ -127,6 +153,17 @@ func (m *Mesh) markDownLocked(p *peer, reason string) {
 	p.round = nil
 	m.met.transitions.WithLabelValues("down").Inc()
 	m.log.Warn("peer down", "peer", p.name, "reason", reason, "incarnation", p.inc)
+	// Close the connection: the peer, if it only hung, finds it closed when
+	// it resumes, and the dialer of the pair dials again until the peer
+	// answers, so that its return is seen within a dial, not after a
+	// QUIC idle timeout.
+	if l := p.link; l != nil {
+		m.wg.Add(1)
+		go func() {
+			defer m.wg.Done()
+			l.c.closeWith(codeProtocol, "declared down: "+reason)
+		}()
+	}
 	// Fail the waiting senders outside this lock's critical path: fail only
 	// takes the outbox lock.
 	p.out.fail(p.name, fmt.Errorf("%w: %s: %s", ErrPeerDown, p.name, reason))
@@ -195,6 +232,10 @@ func (m *Mesh) handleControl(l *link, f frame) error {
 				rep.Record = t.rec
 			}
 			l.sendControl(typeProbeReply, appendFrame(nil, rep))
+			return nil
+		}
+		if len(m.vouches) >= maxVouches {
+			l.sendControl(typeProbeReply, appendFrame(nil, &probeReplyFrame{ID: f.ID, Target: f.Target, Record: t.rec}))
 			return nil
 		}
 		m.nextID++

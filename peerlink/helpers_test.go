@@ -217,3 +217,7 @@ func allUp(names ...string) func(*farm.List) bool {
 		return true
 	}
 }
+
+func listenUDP(addr string) (net.PacketConn, error) { return net.ListenPacket("udp", addr) }
+
+func parseFarm(y string) (*config.Farm, error) { return config.Parse([]byte(y)) }

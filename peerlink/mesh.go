@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"slices"
 	"sync"
@@ -50,22 +51,24 @@ type Mesh struct {
 	tr    transport
 	start time.Time // origin of the monotonic clock of heartbeats
 
-	mu       sync.Mutex
-	self     record
-	isNode   bool
-	peers    []*peer // every other member, in config order
-	byName   map[string]*peer
-	nextID   uint64           // probe round and ping ids
-	vouches  map[uint64]vouch // probe requests this member must answer
-	table    atomic.Pointer[farm.List]
-	subMu    sync.Mutex
-	subs     map[chan struct{}]struct{}
-	listened bool
-	serving  bool
-	stopped  bool
-	cancel   context.CancelFunc
-	served   chan struct{} // closed when Serve has returned
-	wg       sync.WaitGroup
+	mu         sync.Mutex
+	self       record
+	isNode     bool
+	peers      []*peer // every other member, in config order
+	byName     map[string]*peer
+	nextID     uint64           // probe round and ping ids
+	graceUntil time.Time        // no new suspicion before this (after a stall of this member)
+	rand       *rand.Rand       // picks the members asked about a suspect
+	vouches    map[uint64]vouch // probe requests this member must answer
+	table      atomic.Pointer[farm.List]
+	subMu      sync.Mutex
+	subs       map[chan struct{}]struct{}
+	listened   bool
+	serving    bool
+	stopped    bool
+	cancel     context.CancelFunc
+	served     chan struct{} // closed when Serve has returned
+	wg         sync.WaitGroup
 }
 
 var _ farm.Source = (*Mesh)(nil)
@@ -138,6 +141,7 @@ func New(cfg Config) (*Mesh, error) {
 		vouches: map[uint64]vouch{},
 		subs:    map[chan struct{}]struct{}{},
 		served:  make(chan struct{}),
+		rand:    rand.New(rand.NewPCG(cfg.Seed, cfg.Incarnation)),
 	}
 	_, m.isNode = cfg.Farm.Node(cfg.Self)
 	met, err := newMetrics(cfg.Registerer, cfg.Self)

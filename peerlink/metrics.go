@@ -17,6 +17,7 @@ type metrics struct {
 	messagesSent   prometheus.Counter
 	messagesRecv   prometheus.Counter
 	dropped        *prometheus.CounterVec
+	stalls         prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer, self string) (*metrics, error) {
@@ -57,7 +58,10 @@ func newMetrics(reg prometheus.Registerer, self string) (*metrics, error) {
 			Name: "farmlb_peerlink_frames_dropped_total", Help: "Frames dropped because a peer's send queue was full (a hung peer).", ConstLabels: labels,
 		}, []string{"type"}),
 	}
-	for _, c := range []prometheus.Collector{m.members, m.rtt, m.framesSent, m.framesReceived, m.bytesSent, m.bytesReceived, m.transitions, m.refused, m.messagesSent, m.messagesRecv, m.dropped} {
+	m.stalls = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "farmlb_peerlink_stalls_total", Help: "Times this member found itself stalled (its detector ran late) and held back suspicion.", ConstLabels: labels,
+	})
+	for _, c := range []prometheus.Collector{m.members, m.rtt, m.framesSent, m.framesReceived, m.bytesSent, m.bytesReceived, m.transitions, m.refused, m.messagesSent, m.messagesRecv, m.dropped, m.stalls} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

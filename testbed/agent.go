@@ -63,6 +63,9 @@ type AgentClient struct {
 	Node           string `json:"node"`
 	// Failovers are the client's moves: from, to, why and how long.
 	Failovers []AgentFailover `json:"failovers"`
+	// GapsMS are what the user felt of each change of node: from the last
+	// event delivered by the old node to the first from the new one.
+	GapsMS []int64 `json:"gaps_ms"`
 }
 
 // AgentFailover is one failover as clientlib recorded it.
@@ -71,7 +74,9 @@ type AgentFailover struct {
 	From   string `json:"from"`
 	To     string `json:"to"`
 	Reason string `json:"reason"`
-	TookMS int64  `json:"took_ms"`
+	// TookMS is clientlib's own measure: from when it gave up the old
+	// stream until the new one answered.
+	TookMS int64 `json:"took_ms"`
 }
 
 // RunAgent runs clients until ctx ends or commands ends, then writes every
@@ -182,6 +187,7 @@ type client struct {
 	first  time.Time
 	node   string
 	fos    []clientlib.Failover
+	gaps   []int64
 }
 
 // consume reads events until ctx ends, then closes the client and keeps
@@ -195,10 +201,17 @@ func (c *client) consume(ctx context.Context) {
 		c.cl.Close()
 	}()
 	defer func() { <-stopped }()
+	var lastNode string
+	var lastAt time.Time
 	for ev := range c.cl.Events() {
+		now := time.Now()
 		if c.first.IsZero() {
-			c.first = time.Now()
+			c.first = now
 		}
+		if lastNode != "" && ev.Node != lastNode {
+			c.gaps = append(c.gaps, now.Sub(lastAt).Milliseconds())
+		}
+		lastNode, lastAt = ev.Node, now
 		if ev.Reset {
 			c.resets++
 			continue
@@ -211,7 +224,7 @@ func (c *client) consume(ctx context.Context) {
 }
 
 func (c *client) record() AgentClient {
-	r := AgentClient{Kind: "client", Client: c.id, Resets: c.resets, Node: c.node, Seqs: [][2]int{}, Failovers: []AgentFailover{}}
+	r := AgentClient{Kind: "client", Client: c.id, Resets: c.resets, Node: c.node, Seqs: [][2]int{}, Failovers: []AgentFailover{}, GapsMS: c.gaps}
 	if !c.first.IsZero() {
 		r.FirstConnectMS = c.first.UnixMilli()
 	}

@@ -33,6 +33,10 @@ type Report struct {
 	// victim's address for the service name.
 	DNSRemovedMS int64 `json:"dns_removed_ms"`
 
+	// ReconnectMS* are what the clients felt of a change of node: from the
+	// last message the old node delivered to the first from the new one
+	// (agent clients); for farmctl swarm clients, the swarm's own
+	// reconnect percentiles. Reconnects is how many there were.
 	ReconnectMSP50 int64 `json:"reconnect_ms_p50"`
 	ReconnectMSP99 int64 `json:"reconnect_ms_p99"`
 	ReconnectMSMax int64 `json:"reconnect_ms_max"`
@@ -68,10 +72,16 @@ type Report struct {
 	ResolveQueries  int   `json:"resolve_queries"`
 	DurationMS      int64 `json:"duration_ms"`
 
+	// FailoverTookMSP50/Max are clientlib's own failover times (from
+	// giving up a stream to the new one answering), agent clients only.
+	FailoverTookMSP50 int64 `json:"failover_took_ms_p50"`
+	FailoverTookMSMax int64 `json:"failover_took_ms_max"`
+
 	Faults []faultRecord `json:"faults"`
 	Notes  []string      `json:"notes"`
 
-	reconnects []int64
+	reconnects   []int64
+	failoverTook []int64
 }
 
 func (r *runner) report(balance map[string]int) (*Report, error) {
@@ -136,7 +146,9 @@ func (r *runner) report(balance map[string]int) (*Report, error) {
 	}
 
 	// Lists that showed a running node DOWN.
-	rep.FalseDown = falseDowns(rc, r.plan)
+	var seen []string
+	rep.FalseDown, seen = falseDowns(rc, r.plan)
+	rep.Notes = append(rep.Notes, seen...)
 
 	for _, s := range rc.txt {
 		rep.ResolveQueries++
@@ -157,6 +169,11 @@ func (r *runner) report(balance map[string]int) (*Report, error) {
 		if err := add(a.out, acked); err != nil {
 			return nil, err
 		}
+	}
+	if n := len(rep.failoverTook); n > 0 {
+		slices.Sort(rep.failoverTook)
+		rep.FailoverTookMSP50 = percentile(rep.failoverTook, 0.5)
+		rep.FailoverTookMSMax = rep.failoverTook[n-1]
 	}
 	if n := len(rep.reconnects); n > 0 && !swarm {
 		slices.Sort(rep.reconnects)
@@ -188,7 +205,7 @@ func (r *runner) report(balance map[string]int) (*Report, error) {
 // daemon runs and its host is on the network. A node is "down by design"
 // from a fault that stops it until 15 s after the step that brings it back
 // (time enough for the mesh to see it again).
-func falseDowns(rc *recorder, p Plan) int {
+func falseDowns(rc *recorder, p Plan) (int, []string) {
 	type interval struct{ from, to time.Time }
 	downs := map[string][]interval{}
 	open := map[string]time.Time{}
@@ -222,6 +239,7 @@ func falseDowns(rc *recorder, p Plan) int {
 		return false
 	}
 	n := 0
+	var notes []string
 	for _, s := range rc.lists {
 		if s.list == nil || excused(s.reporter, s.at) {
 			continue
@@ -229,10 +247,13 @@ func falseDowns(rc *recorder, p Plan) int {
 		for _, sv := range s.list.Servers {
 			if sv.Status == farm.StatusDown && !excused(sv.Name, s.at) {
 				n++
+				if len(notes) < 5 {
+					notes = append(notes, fmt.Sprintf("false DOWN: %s listed %s DOWN at %.1f s", s.reporter, sv.Name, s.at.Sub(rc.start).Seconds()))
+				}
 			}
 		}
 	}
-	return n
+	return n, notes
 }
 
 // addClients reads one agent's output: one record per client.
@@ -262,8 +283,9 @@ func (rep *Report) addClients(path string, acked map[int]time.Time) error {
 				return err
 			}
 			rep.Clients++
+			rep.reconnects = append(rep.reconnects, c.GapsMS...)
 			for _, f := range c.Failovers {
-				rep.reconnects = append(rep.reconnects, f.TookMS)
+				rep.failoverTook = append(rep.failoverTook, f.TookMS)
 			}
 			rep.Duplicated += c.Duplicated
 			rep.Resets += c.Resets
@@ -465,6 +487,7 @@ func writeReport(dir string, s *Scenario, rep *Report, rc *recorder) error {
 	}
 	row("dns_removed_ms", rep.DNSRemovedMS)
 	row("reconnect_ms p50 / p99 / max", fmt.Sprintf("%d / %d / %d (%d reconnects)", rep.ReconnectMSP50, rep.ReconnectMSP99, rep.ReconnectMSMax, rep.Reconnects))
+	row("clientlib's failover time p50 / max", fmt.Sprintf("%d / %d", rep.FailoverTookMSP50, rep.FailoverTookMSMax))
 	row("lost", rep.Lost)
 	row("duplicated", rep.Duplicated)
 	row("resets", rep.Resets)

@@ -19,11 +19,11 @@ func TestLostAndDuplicatedFromClientRecords(t *testing.T) {
 	}{
 		{"whole sequence", `{"kind":"client","client":0,"seqs":[[1,10]],"first_connect_ms":1,"node":"a"}`, 0, 0, 0, 0},
 		{"joined late, then complete", `{"kind":"client","client":0,"seqs":[[4,10]],"first_connect_ms":1,"node":"a"}`, 0, 0, 0, 0},
-		{"a gap across a failover", `{"kind":"client","client":0,"seqs":[[1,4],[7,10]],"first_connect_ms":1,"node":"b","failovers":[{"from":"a","to":"b","took_ms":120}]}`, 2, 0, 0, 1},
+		{"a gap across a failover", `{"kind":"client","client":0,"seqs":[[1,4],[7,10]],"first_connect_ms":1,"node":"b","failovers":[{"from":"a","to":"b","took_ms":120}],"gaps_ms":[400]}`, 2, 0, 0, 1},
 		{"missing the tail", `{"kind":"client","client":0,"seqs":[[1,6]],"first_connect_ms":1,"node":"a"}`, 4, 0, 0, 0},
 		{"duplicates", `{"kind":"client","client":0,"seqs":[[1,10]],"duplicated":3,"first_connect_ms":1,"node":"a"}`, 0, 3, 0, 0},
 		{"connected, got nothing", `{"kind":"client","client":0,"seqs":[],"first_connect_ms":1,"node":"a"}`, 0, 0, 1, 0},
-		{"two failovers", `{"kind":"client","client":0,"seqs":[[1,10]],"first_connect_ms":1,"node":"c","failovers":[{"from":"a","to":"b","took_ms":120},{"from":"b","to":"c","took_ms":90}]}`, 0, 0, 0, 2},
+		{"two failovers", `{"kind":"client","client":0,"seqs":[[1,10]],"first_connect_ms":1,"node":"c","failovers":[{"from":"a","to":"b","took_ms":120},{"from":"b","to":"c","took_ms":90}],"gaps_ms":[300,250]}`, 0, 0, 0, 2},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "c.jsonl")

@@ -53,9 +53,13 @@ type NodeSpec struct {
 
 // ClientSpec describes the clients.
 type ClientSpec struct {
-	// Kind is "swarm" (`farmctl swarm` processes, one per arrival step and
-	// client host; the real client) or "agent" (the lab's own client,
-	// `testbed agent`, which records every reconnect and every message).
+	// Kind is "agent" (the default: `testbed agent` processes holding
+	// clientlib clients, one process per client host, recording every
+	// sequence number and every change of node) or "swarm" (`farmctl
+	// swarm` processes, one per arrival and client host). The agent counts
+	// lost and duplicated messages exactly, as sets; the swarm's check wants
+	// each number above the last, so a reordering between two origins —
+	// which the design allows — shows there as lost and duplicated.
 	Kind string
 	// Hosts is how many client hosts the clients are spread over.
 	Hosts int
@@ -276,7 +280,7 @@ func ParseScenario(data []byte) (*Scenario, error) {
 	s.Clients = ClientSpec{Kind: raw.Clients.Kind, Hosts: raw.Clients.Hosts, Discovery: raw.Clients.Discovery}
 	switch s.Clients.Kind {
 	case "":
-		s.Clients.Kind = "swarm"
+		s.Clients.Kind = "agent"
 	case "swarm", "agent":
 	default:
 		bad("clients.kind", "%q is not swarm or agent", s.Clients.Kind)

@@ -52,7 +52,7 @@ func TestParseScenarioDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	switch {
-	case !s.DNS, s.Clients.Discovery != "dns", s.Clients.Hosts != 1, s.Clients.Kind != "swarm":
+	case !s.DNS, s.Clients.Discovery != "dns", s.Clients.Hosts != 1, s.Clients.Kind != "agent":
 		t.Errorf("dns defaults: %+v %+v", s.DNS, s.Clients)
 	case s.Publish.Topic != "seq", s.Publish.Rate != 10:
 		t.Errorf("publish defaults: %+v", s.Publish)

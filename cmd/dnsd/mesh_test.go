@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -151,6 +152,17 @@ func TestMeshMode(t *testing.T) {
 	if err != nil || len(r.Answer) != 1 || r.Answer[0].(*dns.NS).Ns != "ns1."+service ||
 		len(r.Extra) != 1 || r.Extra[0].(*dns.A).A.String() != obsIP {
 		t.Errorf("NS %v (err %v), want ns1.%s with glue %s", r, err, service, obsIP)
+	}
+
+	// SIGHUP reloads the farm file's dns: section.
+	write("farm.yaml", []byte(strings.Replace(y.String(), "ttl: {service: 2s}", "ttl: {service: 3s}", 1)))
+	if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	p.waitLog(t, "msg=reloaded")
+	m.SetQuestion(service, dns.TypeA)
+	if r, err := dns.Exchange(m, addr); err != nil || len(r.Answer) == 0 || r.Answer[0].Header().Ttl != 3 {
+		t.Errorf("service A after SIGHUP: %v %v, want TTL 3", r, err)
 	}
 
 	stop := func(name string) {

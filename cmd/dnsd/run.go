@@ -193,6 +193,8 @@ loop:
 			log.Info("SIGHUP: reloading")
 			if rerr := reload(); rerr != nil {
 				log.Error("reload failed: answers stay as they were", "err", rerr)
+			} else {
+				log.Info("reloaded")
 			}
 		case <-ctx.Done():
 			log.Info("stopping")

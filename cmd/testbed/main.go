@@ -20,6 +20,9 @@ import (
 )
 
 func main() {
+	// A closed stdout or stderr (testbed run … | head) must not kill the
+	// testbed before it has removed its lab: writes then just fail.
+	signal.Ignore(syscall.SIGPIPE)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := newApp(os.Stdout, os.Stderr, os.Stdin).RunContext(ctx, os.Args)
 	stop()

@@ -11,3 +11,4 @@ want dpkg-deb dpkg
 [ -e /usr/lib/systemd/boot/efi/systemd-bootx64.efi ] || need+=(systemd-boot-efi)
 [ -e /usr/share/OVMF/OVMF_CODE_4M.fd ] || need+=(ovmf)
 want help2man help2man
+want debootstrap debootstrap
