@@ -11,7 +11,7 @@ CMDS := $(notdir $(wildcard cmd/*))
 all: build
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
 
 deps: ## install the Debian packages and Go modules the build and tests need
 	@scripts/deps.sh

@@ -1,5 +1,6 @@
 # The appliance: a bootable disk image and a Debian package (see README.md,
-# "The appliance"). Targets: image, image-test, image-test-uefi, deb, deb-test.
+# "The appliance"). Targets: image, image-run, image-test, image-test-uefi,
+# image-test-farm, deb, deb-test, deb-install-test.
 
 APPLIANCE_OUT    := build/appliance
 APPLIANCE_IMG    := build/appliance.img

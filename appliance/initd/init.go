@@ -69,7 +69,8 @@ func Boot(ctx context.Context, o Options) Outcome {
 		o.WaitPart = 30 * time.Second
 	}
 	ring := NewRing(appliance.DefaultConfig().LogRing)
-	out := &lockedWriter{w: io.MultiWriter(o.Console, ring)}
+	// The ring first: a line seen on the console is already in GET /logs.
+	out := &lockedWriter{w: io.MultiWriter(ring, o.Console)}
 	log := slog.New(slog.NewTextHandler(out, &slog.HandlerOptions{}))
 	var errs bootErrors
 	fail := func(msg string, err error) {
@@ -140,7 +141,7 @@ func Boot(ctx context.Context, o Options) Outcome {
 		bigger := NewRing(cfg.LogRing)
 		_, _ = bigger.Write(ring.Bytes())
 		ring = bigger
-		out.set(io.MultiWriter(o.Console, ring))
+		out.set(io.MultiWriter(ring, o.Console))
 	}
 	if o.Pid1 {
 		if err := unix.Sethostname([]byte(cfg.Hostname)); err != nil {

@@ -22,8 +22,9 @@ func TestBoot(t *testing.T) {
 	if err := os.Mkdir(bin, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	// The stand-in prints its arguments, then waits to be stopped.
-	script := "#!/bin/sh\necho dnsd-args: \"$@\"\ntrap 'echo dnsd-stopping; exit 0' TERM\nwhile :; do sleep 0.05; done\n"
+	// The stand-in prints its arguments, then waits to be stopped. The trap
+	// comes first, so that a SIGTERM right after the line is caught.
+	script := "#!/bin/sh\ntrap 'echo dnsd-stopping; exit 0' TERM\necho dnsd-args: \"$@\"\nwhile :; do sleep 0.05; done\n"
 	if err := os.WriteFile(filepath.Join(bin, "dnsd"), []byte(script), 0o755); err != nil {
 		t.Fatal(err)
 	}

@@ -16,9 +16,9 @@ import (
 // reports a press as an input event: its ACPI button driver registers an
 // input device named "Power Button" (one for the fixed-hardware button,
 // LNXPWRBN, and one for PNP0C0C), and a press is EV_KEY/KEY_POWER on
-// /dev/input/eventN. (gokrazy leaves the button to the kernel's default,
-// which does nothing; a hypervisor's "shut down" then falls back to a hard
-// power-off.) The init watches those devices itself.
+// /dev/input/eventN. Nothing acts on it unless userland does: gokrazy
+// had the same gap (gokrazy/gokrazy#142: a PC running it was turned off
+// by holding the button for 4 s). The init watches those devices itself.
 
 const (
 	evKey      = 0x01 // EV_KEY

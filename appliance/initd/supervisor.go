@@ -242,6 +242,9 @@ func (s *Supervisor) runOnce(ctx context.Context, svc appliance.Service) error {
 	case ws = <-done:
 	case <-ctx.Done():
 		ws = s.stop(svc.Name, pid, done)
+		// What the service started and left behind goes with it: the
+		// machine is about to power off.
+		_ = syscall.Kill(-pid, syscall.SIGKILL)
 	}
 	// The pipe ends when every process holding it has exited; a grandchild
 	// that outlives the service must not hold the supervisor up.

@@ -2,9 +2,11 @@ package initd
 
 import (
 	"context"
+	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -159,9 +161,18 @@ func TestSupervisorStopsOnShutdown(t *testing.T) {
 			if st.State != "stopped" || st.LastExit != tc.exit {
 				t.Errorf("status = %+v, want stopped with %q", st, tc.exit)
 			}
-			// The whole process group is gone: nothing left to signal.
-			if err := syscall.Kill(-pid, 0); err != syscall.ESRCH {
-				t.Errorf("kill(-%d, 0) = %v, want ESRCH", pid, err)
+			// No process of its group is left running (a killed child
+			// may linger as a zombie until the next reap).
+			// SIGKILL takes effect asynchronously: allow the kernel a
+			// moment (a failure bound, not a readiness wait).
+			deadline := time.Now().Add(5 * time.Second)
+			live := liveInGroup(t, pid)
+			for len(live) > 0 && time.Now().Before(deadline) {
+				time.Sleep(10 * time.Millisecond)
+				live = liveInGroup(t, pid)
+			}
+			if len(live) > 0 {
+				t.Errorf("processes %v of group %d still run", live, pid)
 			}
 		})
 	}
@@ -200,4 +211,28 @@ func TestBackoff(t *testing.T) {
 			}
 		})
 	}
+}
+
+// liveInGroup lists the processes of process group pgid that are not
+// zombies, from /proc.
+func liveInGroup(t *testing.T, pgid int) []string {
+	t.Helper()
+	stats, err := filepath.Glob("/proc/[0-9]*/stat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var live []string
+	for _, p := range stats {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			continue // gone meanwhile
+		}
+		// pid (comm) state ppid pgrp ...; comm may hold spaces.
+		s := string(b)
+		f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+		if len(f) > 2 && f[2] == strconv.Itoa(pgid) && f[0] != "Z" {
+			live = append(live, s[:strings.IndexByte(s, ' ')]+" "+f[0])
+		}
+	}
+	return live
 }
