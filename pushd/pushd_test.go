@@ -1,6 +1,7 @@
 package pushd
 
 import (
+	"bufio"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -409,5 +410,34 @@ func TestGoneClientNoticed(t *testing.T) {
 	waitFor(t, func() bool { return nodes["a"].s.Users() == 0 })
 	if s, _ := nodes["a"].s.mesh.Table().Find("a"); s.Users != 0 {
 		t.Errorf("the mesh still has %d users", s.Users)
+	}
+}
+
+// TestKeepAlive: an idle stream gets a comment line every KeepAlive, over
+// HTTP/1.1 as a proxy would see it.
+func TestKeepAlive(t *testing.T) {
+	f := newMemFarm("a")
+	nodes := startNodes(t, f, func(c *Config) { c.KeepAlive = 50 * time.Millisecond }, "a")
+	conn, err := net.Dial("tcp", strings.TrimPrefix(nodes["a"].url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "GET /stream?topic=t HTTP/1.1\r\nHost: x\r\n\r\n")
+	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	br := bufio.NewReader(conn)
+	var lines []string
+	for n := 0; n < 2; {
+		line, err := br.ReadString('\n')
+		if err != nil {
+			t.Fatalf("after %q: %v", lines, err)
+		}
+		lines = append(lines, line)
+		if line == ": keepalive\n" {
+			n++
+		}
+	}
+	if lines[0] != "HTTP/1.1 200 OK\r\n" {
+		t.Errorf("status line %q", lines[0])
 	}
 }
