@@ -8,15 +8,45 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/farmlb/farmlb/farm"
+	"github.com/farmlb/farmlb/internal/farmtest"
 	"go.uber.org/goleak"
 )
 
-func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m, goleak.IgnoreTopFunction("net/http.(*persistConn).readLoop"), goleak.IgnoreTopFunction("net/http.(*persistConn).writeLoop"), goleak.IgnoreTopFunction("internal/poll.runtime_pollWait"))
+// leakChecked remembers the tests checkLeaks already watches.
+var leakChecked = struct {
+	sync.Mutex
+	tests map[*testing.T]bool
+}{tests: map[*testing.T]bool{}}
+
+// TestMain removes the binaries the process tests built. Goroutine leaks
+// are checked per test, after its nodes stopped (checkLeaks).
+func TestMain(m *testing.M) { farmtest.Main(m) }
+
+// checkLeaks fails the test if, once its cleanups have run, goroutines
+// remain that were not there when it was called. Call it first, so that its
+// cleanup runs last.
+func checkLeaks(t *testing.T) {
+	t.Helper()
+	leakChecked.Lock()
+	done := leakChecked.tests[t]
+	leakChecked.tests[t] = true
+	leakChecked.Unlock()
+	if done { // once per test: the first call's cleanup runs last
+		return
+	}
+	ignore := goleak.IgnoreCurrent()
+	t.Cleanup(func() {
+		goleak.VerifyNone(t, ignore,
+			// Idle keep-alive connections of the test's HTTP clients.
+			goleak.IgnoreTopFunction("net/http.(*persistConn).readLoop"),
+			goleak.IgnoreTopFunction("net/http.(*persistConn).writeLoop"),
+			goleak.IgnoreTopFunction("internal/poll.runtime_pollWait"))
+	})
 }
 
 func streamURL(n *testNode, topics ...string) string {
