@@ -12,7 +12,7 @@ import (
 )
 
 // testZones builds the zones the query-path tests and the fuzz target use: the
-// small test farm and a farm of 100 servers.
+// small test farm, a farm of 100 servers and an empty farm.
 func testZones(t testing.TB) []*zone {
 	t.Helper()
 	cfg := testConfig(newTestSource(testList(t)))
@@ -21,7 +21,7 @@ func testZones(t testing.TB) []*zone {
 		t.Fatal(err)
 	}
 	var zs []*zone
-	for _, l := range []*farm.List{testList(t), bigList(t, 100)} {
+	for _, l := range []*farm.List{testList(t), bigList(t, 100), {Servers: []farm.Server{}}} {
 		z, err := buildZone(zc, l, 1, 1232)
 		if err != nil {
 			t.Fatal(err)
@@ -276,4 +276,67 @@ func BenchmarkAnswer(b *testing.B) {
 			z.slow(buf, q, true)
 		}
 	})
+}
+
+// TestLargeFarmLimits builds a farm larger than one answer may hold: the
+// answers are cut to their bounds, still fit a TCP message, and the build
+// says what it left out.
+func TestLargeFarmLimits(t *testing.T) {
+	l := bigList(t, 1000)
+	cfg := testConfig(newTestSource(l))
+	zc, err := cfg.Zone.populate(cfg.Listen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	z, err := buildZone(zc, l, 1, 1232)
+	if err != nil {
+		t.Fatal(err)
+	}
+	notes := strings.Join(z.notes, "\n")
+	for _, want := range []string{"addresses for the service name", "SRV lists the first", "_farm TXT holds the first"} {
+		if !strings.Contains(notes, want) {
+			t.Errorf("no note %q in:\n%s", want, notes)
+		}
+	}
+	for _, tc := range []struct {
+		name  string
+		qtype uint16
+		max   int
+	}{
+		{testZone, dns.TypeA, maxAddrRecords},
+		{"_farmlb._tcp." + testZone, dns.TypeSRV, maxSRVRecords},
+		{"_farm." + testZone, dns.TypeTXT, 1},
+	} {
+		q, _ := query(tc.name, tc.qtype).Pack()
+		out, _ := z.answer(nil, q, false)
+		r, err := checkReply(q, out, false)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if len(r.Answer) == 0 || len(r.Answer) > tc.max || len(out) > dns.MaxMsgSize {
+			t.Errorf("%s: %d records in %d bytes, want 1..%d within 64 KiB", tc.name, len(r.Answer), len(out), tc.max)
+		}
+	}
+}
+
+// TestEmptyFarm checks the answers for a farm with no servers: NODATA for the
+// service name and a _farm TXT that reads back as an empty list.
+func TestEmptyFarm(t *testing.T) {
+	z := testZones(t)[2]
+	q, _ := query(testZone, dns.TypeA).Pack()
+	out, _ := z.answer(nil, q, true)
+	r, err := checkReply(q, out, true)
+	if err != nil || r.Rcode != dns.RcodeSuccess || len(r.Answer) != 0 || len(r.Ns) != 1 {
+		t.Fatalf("service A: %v %v, want NODATA with the SOA", r, err)
+	}
+	q, _ = query("_farm."+testZone, dns.TypeTXT).Pack()
+	out, _ = z.answer(nil, q, true)
+	r, err = checkReply(q, out, true)
+	if err != nil || len(r.Answer) != 1 {
+		t.Fatalf("_farm: %v %v", r, err)
+	}
+	l, err := farm.ParseTXT(r.Answer[0].(*dns.TXT).Txt)
+	if err != nil || len(l.Servers) != 0 {
+		t.Fatalf("_farm reads back as %v, %v; want an empty list", l, err)
+	}
 }

@@ -239,8 +239,7 @@ func (s *Server) bind(wantUDP, wantTCP bool) ([]net.PacketConn, net.Listener, er
 				return nil, nil, err
 			}
 			if u, ok := c.(*net.UDPConn); ok {
-				_ = u.SetReadBuffer(4 << 20) // absorbs bursts; the kernel caps it at rmem_max
-				_ = u.SetWriteBuffer(4 << 20)
+				setBuffers(u)
 			}
 			udp = append(udp, c)
 			if i == 0 { // the others share the first one's port

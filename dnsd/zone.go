@@ -200,13 +200,18 @@ func buildZone(cfg Zone, l *farm.List, serial uint32, udpSize int) (*zone, error
 
 	// The service name: the servers a client may pick.
 	svc := b.node(cfg.Service)
+	cut := false
 	for _, i := range serviceServers(l) {
 		for _, a := range serverAddrs(l.Servers[i]) {
 			if s := svc.set(addrType(a)); s != nil && len(s.rrs) >= maxAddrRecords {
+				cut = true
 				continue
 			}
 			svc.add(addrRR(hdr(cfg.Service, 0, ttl.Service), a))
 		}
+	}
+	if cut {
+		b.note("more than %d addresses for the service name; it answers with the first %d of each type", maxAddrRecords, maxAddrRecords)
 	}
 	for _, t := range []uint16{dns.TypeA, dns.TypeAAAA} {
 		if s := svc.set(t); s != nil && len(s.rrs) > 1 {
@@ -227,6 +232,11 @@ func buildZone(cfg Zone, l *farm.List, serial uint32, udpSize int) (*zone, error
 			strs = strs[:i]
 			break
 		}
+	}
+	if len(strs) == 0 {
+		// A TXT record holds at least one string; an empty one reads
+		// back as an empty list.
+		strs = []string{""}
 	}
 	farmName := farmLabel + "." + cfg.Service
 	b.node(farmName).add(&dns.TXT{Hdr: hdr(farmName, dns.TypeTXT, ttl.Farm), Txt: strs})

@@ -167,7 +167,7 @@ if [ "$have_dns" = 1 ]; then
   cat <<MSG
   DNS             dig @$dnshost -p $dnsport $service A +short
                   dig @$dnshost -p $dnsport _farm.$service TXT
-                  dig @$dnshost -p $dnsport $service SRV
+                  dig @$dnshost -p $dnsport _farmlb._tcp.$service SRV
 MSG
 else
   echo "  DNS             (no dnsd: bin/dnsd not built, or --no-dns/--standalone)"
