@@ -36,8 +36,8 @@ test: deps vet build ## go vet, every test with -race, and a short run of every 
 fuzz-short: ## run every fuzz target for FUZZTIME (default 5s)
 	@FUZZTIME=$(FUZZTIME) scripts/fuzz-short.sh
 
-run: build ## a demo of what exists so far
-	@scripts/run.sh
+run: build 
+	@scripts/run.sh $(ARGS)
 
 bench-select: ## the balance benchmark of the selection policies
 	$(GO) run ./farm/bench/selectsim
