@@ -140,7 +140,7 @@ type List struct {
 	// Service is the service name, e.g. "stream.example.com".
 	Service string `json:"service,omitempty"`
 	// GeneratedAt is when the reporting member produced the list.
-	GeneratedAt time.Time `json:"generated_at"`
+	GeneratedAt time.Time `json:"generated_at,omitzero"`
 	// Reporter is the name of the member that produced the list.
 	Reporter string `json:"reporter,omitempty"`
 	// Servers are the farm's servers, in the order the reporter keeps them.

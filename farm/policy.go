@@ -113,7 +113,7 @@ func pickWeighted(l *List, idx []int, w []float64, r *rand.Rand) Server {
 		sum += w[i]
 	}
 	if !(sum > 0) {
-		return l.Servers[idx[r.IntN(len(idx))]]
+		return l.Servers[idx[randIndex(r, len(idx))]]
 	}
 	x := r.Float64() * sum
 	for _, i := range idx {
@@ -137,6 +137,14 @@ func pickByProbabilities(p Prober, l *List, r *rand.Rand) (Server, error) {
 	return pickWeighted(l, idx, w, r), nil
 }
 
+// randIndex returns a random index below n. Every policy draws its
+// randomness as r.Float64() values, one at a time, so that another
+// implementation (farmlb.js) given the same numbers makes the same choice;
+// testdata/policy-vectors.json holds the shared cases.
+func randIndex(r *rand.Rand, n int) int {
+	return min(int(r.Float64()*float64(n)), n-1)
+}
+
 // InverseShare is the patent's method: within the best group, server i is
 // picked with probability p_i = (1 − u_i/U) / (n − 1), where u_i is its
 // users, U their sum and n the number of candidates; n = 1 gives that server
@@ -147,7 +155,9 @@ type InverseShare struct{}
 func (InverseShare) Name() string { return "inverse-share" }
 
 // Pick implements Policy.
-func (p InverseShare) Pick(l *List, r *rand.Rand) (Server, error) { return pickByProbabilities(p, l, r) }
+func (p InverseShare) Pick(l *List, r *rand.Rand) (Server, error) {
+	return pickByProbabilities(p, l, r)
+}
 
 // Probabilities implements Prober.
 func (InverseShare) Probabilities(l *List) ([]float64, error) {
@@ -233,8 +243,8 @@ func (P2C) Pick(l *List, r *rand.Rand) (Server, error) {
 	if len(idx) == 1 {
 		return l.Servers[idx[0]], nil
 	}
-	a := r.IntN(len(idx))
-	b := r.IntN(len(idx) - 1)
+	a := randIndex(r, len(idx))
+	b := randIndex(r, len(idx)-1)
 	if b >= a {
 		b++
 	}
@@ -244,7 +254,7 @@ func (P2C) Pick(l *List, r *rand.Rand) (Server, error) {
 		return sa, nil
 	case sb.Users < sa.Users:
 		return sb, nil
-	case r.IntN(2) == 0:
+	case r.Float64() < 0.5:
 		return sa, nil
 	}
 	return sb, nil
@@ -286,25 +296,64 @@ func (LeastLoaded) Probabilities(l *List) ([]float64, error) {
 
 // GapFill is farmlb's default policy. It steers new clients hard towards a
 // server whose load lies clearly below the rest of its group (a restarted,
-// empty server refills about as fast as with least-loaded), and spreads them
+// empty server takes most new clients until it is within noise of the
+// others; with thousands of users per server it refills about as fast as
+// with least-loaded), and spreads them
 // evenly when the loads differ only by the noise that random arrivals and
-// departures make (so that many clients deciding on one stale list do not
-// herd onto the server that happened to be lightest).
+// departures make, so that many clients deciding on one stale list do not
+// herd onto the server that happened to be the lightest when it was taken.
 //
-// With u_i the users of candidate i (scaled by capacity when every candidate
-// has one), med their median and MAD their median absolute deviation:
+// With u_i the load of candidate i (its users, scaled by capacity when every
+// candidate has one) and n the number of candidates:
 //
-//	band  = max(3.7·MAD, √med)          loads inside it are noise
-//	gap_i = max(0, med − u_i − band)    how far i is clearly below the rest
-//	w_i   = GapFillBase·max(mean, 1) + gap_i
+//	ref_i = median of the other candidates' loads     what i is compared with
+//	σ_i   = max(1.4826·MAD of the others, √ref_i, 1)   their noise
+//	        × √(1 + π/2(n−1))                          and that of their median
+//	band  = max(GapFillBandMin, Φ⁻¹(1 − 1/2n))         noise depth, in σ
+//	g_i   = ref_i − u_i − band·σ_i                     how far i lies beyond it
+//	w_i   = 1 + min(GapFillKnee·(g_i/σ_i)^GapFillPower, g_i/(GapFillBatch·ref_i))   if g_i > 0
+//	w_i   = 1                                          otherwise
 //	p_i   = w_i / Σ w
 //
-// See BENCHMARKS.md for how it compares with the other policies.
+// Comparing each server with the others (not with a median that includes
+// it) keeps a two-server farm working: there the restarted server is its own
+// group's median absolute deviation. The knee term makes the steering fade
+// in smoothly just past the noise band, where a dip may still be noise; the
+// batch term bounds it far past the band, where a server is certainly short,
+// so that the clients of one stale list fill the gap rather than pile onto
+// it. BENCHMARKS.md ("Selection policies") has the figures behind every
+// constant, and the trade-off they make.
 type GapFill struct{}
 
-// GapFillBase is the share of the mean load every candidate gets as a floor
-// weight. Smaller refills faster but leans harder on a single list.
-const GapFillBase = 0.02
+// The constants of GapFill; each was chosen with `make bench-select`.
+const (
+	// GapFillBandMin is the narrowest noise band, in standard deviations of
+	// the others' loads. The band is otherwise Φ⁻¹(1 − 1/2n), about as deep
+	// as the lowest of n servers dips below the rest when their loads differ
+	// only by noise (1.64σ for 10 servers, 2.33σ for 50); for two servers
+	// that would be 0.67σ, too narrow to tell noise from a real gap.
+	GapFillBandMin = 1.2
+	// GapFillKnee and GapFillPower shape the steering just past the band:
+	// a server z standard deviations beyond it gains the weight
+	// GapFillKnee·z^GapFillPower (every server has 1). The fourth power
+	// keeps the dips that noise makes now and then light (z = 0.5 gains
+	// 1/8), so that a whole farm reconnecting on one list stays within 1.1
+	// of the mean, while a server 2σ beyond the band already weighs as
+	// much as 32 others. Over 16 seeds, a knee of 4 refilled a server among
+	// 10 about a tenth faster but a farm of 50 reconnecting on one list
+	// reached 1.15 ± 0.26 of the mean (knee 2: 1.11 ± 0.12); a knee of 1
+	// was a tenth slower for 1.09 ± 0.06.
+	GapFillKnee  = 2.0
+	GapFillPower = 4.0
+	// GapFillBatch bounds the steering far past the band: a server g users
+	// short gains at most g/(GapFillBatch·ref) — as if GapFillBatch of each
+	// server's load (1%, so 10 clients per server of 1000) decided on one
+	// list. Smaller refills faster with fresh lists but sends more clients
+	// of one stale list to the same server; 2% took a third longer to
+	// refill a server among 10 and overfilled one among 50 on 10%-stale
+	// lists by 2.3× the mean instead of 3× (least-loaded: 5×).
+	GapFillBatch = 0.01
+)
 
 // Name implements Policy.
 func (GapFill) Name() string { return DefaultPolicy }
@@ -318,31 +367,64 @@ func (GapFill) Probabilities(l *List) ([]float64, error) {
 	if err != nil {
 		return nil, err
 	}
+	n := len(idx)
 	loads := effectiveLoads(l, idx)
 	sorted := slices.Clone(loads)
 	sort.Float64s(sorted)
-	med := median(sorted)
-	dev := make([]float64, len(sorted))
-	var mean float64
-	for i, u := range sorted {
-		dev[i] = math.Abs(u - med)
-		mean += u
-	}
-	mean /= float64(len(sorted))
-	sort.Float64s(dev)
-	band := max(3.7*median(dev), math.Sqrt(med))
-	base := GapFillBase * max(mean, 1)
-	p := make([]float64, len(l.Servers))
+	band := gapFillBand(n)
+	// The median of n−1 noisy loads is itself off by about σ·√(π/2(n−1)):
+	// for two servers the reference is one noisy server, not a group.
+	refNoise := math.Sqrt(1 + math.Pi/(2*float64(max(n-1, 1))))
+	w := make([]float64, n)
 	var sum float64
-	for k, i := range idx {
-		w := base + max(0, med-loads[k]-band)
-		p[i] = w
-		sum += w
+	var dev []float64
+	for k, u := range loads {
+		w[k] = 1
+		if n > 1 {
+			// The others, in order: sorted without one element equal to u.
+			pos := sort.SearchFloat64s(sorted, u)
+			other := func(j int) float64 {
+				if j >= pos {
+					return sorted[j+1]
+				}
+				return sorted[j]
+			}
+			m := n - 1
+			ref := other(m / 2)
+			if m%2 == 0 {
+				ref = (other(m/2-1) + other(m/2)) / 2
+			}
+			// σ ≥ √ref, so most servers are ruled out before the others'
+			// deviations need sorting.
+			if ref-u > band*max(math.Sqrt(ref), 1)*refNoise {
+				dev = dev[:0]
+				for j := range m {
+					dev = append(dev, math.Abs(other(j)-ref))
+				}
+				sort.Float64s(dev)
+				sigma := max(1.4826*median(dev), math.Sqrt(ref), 1) * refNoise
+				if g := ref - u - band*sigma; g > 0 {
+					w[k] += min(GapFillKnee*math.Pow(g/sigma, GapFillPower), g/(GapFillBatch*max(ref, 1)))
+				}
+			}
+		}
+		sum += w[k]
 	}
-	for _, i := range idx {
-		p[i] /= sum
+	p := make([]float64, len(l.Servers))
+	for k, i := range idx {
+		p[i] = w[k] / sum
 	}
 	return p, nil
+}
+
+// gapFillBand is GapFill's noise band for n candidates, in standard
+// deviations: max(GapFillBandMin, Φ⁻¹(1 − 1/2n)), the normal quantile by
+// Abramowitz and Stegun 26.2.23 (error below 4.5·10⁻⁴, far finer than a noise
+// band needs; simple enough for farmlb.js to compute the same number).
+func gapFillBand(n int) float64 {
+	t := math.Sqrt(-2 * math.Log(1/(2*float64(n))))
+	q := t - (2.515517+0.802853*t+0.010328*t*t)/(1+1.432788*t+0.189269*t*t+0.001308*t*t*t)
+	return max(GapFillBandMin, q)
 }
 
 // effectiveLoads returns the candidates' loads, parallel to idx: their users,

@@ -11,8 +11,6 @@ import (
 	"github.com/urfave/cli/v2"
 )
 
-func errorsAs(err error, target any) bool { return errors.As(err, target) }
-
 func pickCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "pick",
@@ -31,8 +29,8 @@ server to pick, 2 on a usage error.`,
 			&cli.StringFlag{Name: "list", Aliases: []string{"l"}, Usage: "farm list `FILE` (- for standard input)", Required: true, EnvVars: []string{"FARMLB_LIST"}},
 			&cli.StringFlag{Name: "policy", Aliases: []string{"p"}, Usage: "selection `NAME`", Value: farm.DefaultPolicy, EnvVars: []string{"FARMLB_POLICY"}},
 			&cli.BoolFlag{Name: "explain", Usage: "print every server with its probability of being picked"},
-			&cli.Uint64Flag{Name: "seed", Usage: "seed the random choice so that it repeats (default: random)", EnvVars: []string{"FARMLB_SEED"}},
-			&cli.IntFlag{Name: "samples", Usage: "picks simulated to estimate probabilities for policies without a closed form", Value: 100000},
+			&cli.Uint64Flag{Name: "seed", Usage: "seed the random choice so that it repeats", DefaultText: "random", EnvVars: []string{"FARMLB_SEED"}},
+			&cli.IntFlag{Name: "samples", Usage: "picks simulated to estimate probabilities for policies without a closed form", Value: 100000, EnvVars: []string{"FARMLB_SAMPLES"}},
 		},
 		Action: runPick,
 	}

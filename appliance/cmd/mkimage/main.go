@@ -1,0 +1,141 @@
+// Command mkimage assembles the farmlb appliance (run by `make image`):
+//
+//	mkimage initramfs --init bin/farmlb-init --bin bin/pushd --bin bin/dnsd -o build/initrd.gz
+//	mkimage disk --kernel vmlinuz --initrd build/initrd.gz --config DIR -o build/appliance.img
+//
+// Both write the same bytes for the same inputs (time stamps come from
+// SOURCE_DATE_EPOCH, or the last commit).
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/farmlb/farmlb/appliance"
+	"github.com/farmlb/farmlb/appliance/image"
+	"github.com/farmlb/farmlb/config"
+	"github.com/urfave/cli/v2"
+)
+
+func main() {
+	if err := newApp(os.Stdout, os.Stderr).Run(os.Args); err != nil {
+		fmt.Fprintln(os.Stderr, "mkimage:", err)
+		code := 1
+		if ec, ok := err.(cli.ExitCoder); ok {
+			code = ec.ExitCode()
+		}
+		os.Exit(code)
+	}
+}
+
+func newApp(stdout, stderr io.Writer) *cli.App {
+	return &cli.App{
+		Name:      "mkimage",
+		Usage:     "assemble the farmlb appliance: an initramfs and a bootable disk image",
+		Writer:    stdout,
+		ErrWriter: stderr,
+		Commands: []*cli.Command{
+			{
+				Name:  "initramfs",
+				Usage: "write a gzip'd cpio initramfs with the init as /init and the daemons in /bin",
+				Flags: []cli.Flag{
+					&cli.StringFlag{Name: "init", Usage: "the farmlb-init binary (static)", Required: true, EnvVars: []string{"FARMLB_IMAGE_INIT"}},
+					&cli.StringSliceFlag{Name: "bin", Usage: "a static binary for /bin (repeat); missing files are an error", EnvVars: []string{"FARMLB_IMAGE_BINS"}},
+					&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "where to write the initramfs", Required: true, EnvVars: []string{"FARMLB_IMAGE_INITRD"}},
+				},
+				Action: func(c *cli.Context) error {
+					var buf bytes.Buffer
+					start := time.Now()
+					err := image.BuildInitramfs(&buf, image.InitramfsConfig{
+						Init:  c.String("init"),
+						Bins:  c.StringSlice("bin"),
+						Epoch: image.Epoch(c.Context),
+					})
+					if err != nil {
+						return err
+					}
+					if err := writeFile(c.String("output"), buf.Bytes()); err != nil {
+						return err
+					}
+					fmt.Fprintf(c.App.ErrWriter, "initramfs: %s, %.1f MiB, in %v\n", c.String("output"), float64(buf.Len())/(1<<20), time.Since(start).Round(time.Millisecond))
+					return nil
+				},
+			},
+			{
+				Name:  "disk",
+				Usage: "write a GPT disk image that boots by BIOS and UEFI, with the config in /farmlb/ on its FAT partition",
+				Flags: []cli.Flag{
+					&cli.StringFlag{Name: "kernel", Usage: "the kernel (bzImage with EFI stub)", Required: true, EnvVars: []string{"FARMLB_IMAGE_KERNEL"}},
+					&cli.StringFlag{Name: "initrd", Usage: "the initramfs", Required: true, EnvVars: []string{"FARMLB_IMAGE_INITRD"}},
+					&cli.StringFlag{Name: "config", Usage: "folder with appliance.yaml, farm.yaml and certificates, copied to /farmlb/", Required: true, EnvVars: []string{"FARMLB_IMAGE_CONFIG"}},
+					&cli.StringFlag{Name: "cmdline", Usage: "kernel command line", Value: image.DefaultCmdline, EnvVars: []string{"FARMLB_IMAGE_CMDLINE"}},
+					&cli.IntFlag{Name: "size", Usage: "FAT partition size in MiB", Value: 128, EnvVars: []string{"FARMLB_IMAGE_SIZE"}},
+					&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "where to write the image", Required: true, EnvVars: []string{"FARMLB_IMAGE_OUT"}},
+				},
+				Action: func(c *cli.Context) error {
+					// Refuse a config the init would refuse, before the image
+					// is written rather than at boot.
+					if err := checkConfig(c.String("config")); err != nil {
+						return cli.Exit(err.Error(), 2)
+					}
+					start := time.Now()
+					err := image.BuildDisk(c.Context, image.DiskConfig{
+						Out:       c.String("output"),
+						Kernel:    c.String("kernel"),
+						Initrd:    c.String("initrd"),
+						ConfigDir: c.String("config"),
+						Cmdline:   c.String("cmdline"),
+						PartMiB:   c.Int("size"),
+						Epoch:     image.Epoch(c.Context),
+						Progress:  c.App.ErrWriter,
+					})
+					if err != nil {
+						return err
+					}
+					fmt.Fprintf(c.App.ErrWriter, "disk: %s in %v\n", c.String("output"), time.Since(start).Round(time.Millisecond))
+					return nil
+				},
+			},
+		},
+		ExitErrHandler: func(*cli.Context, error) {},
+	}
+}
+
+// checkConfig loads appliance.yaml and its farm.yaml as the box will, and
+// checks that the services' names are members of the farm.
+func checkConfig(dir string) error {
+	a, err := appliance.Load(filepath.Join(dir, "appliance.yaml"))
+	if err != nil {
+		return err
+	}
+	f, err := config.Load(a.FarmPath())
+	if err != nil {
+		return err
+	}
+	if p := a.Services.Pushd; p != nil {
+		if _, ok := f.Node(p.Node); !ok {
+			return fmt.Errorf("services.pushd.node: %q is not a node of %s", p.Node, a.FarmPath())
+		}
+	}
+	if d := a.Services.Dnsd; d != nil {
+		if _, ok := f.Observer(d.Name); !ok {
+			return fmt.Errorf("services.dnsd.name: %q is not an observer of %s", d.Name, a.FarmPath())
+		}
+	}
+	return nil
+}
+
+func writeFile(path string, b []byte) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}

@@ -1,0 +1,171 @@
+#!/usr/bin/env bash
+# dnsd against NSD, side by side in one run: dnsperf on loopback sends the same
+# queries to each server serving the same records (NSD loads the zone that
+# `dnsd --print-zone` writes), alternating servers, RUNS times per query mix.
+# Prints queries/s, latency, the ratio dnsd/NSD and each server's own CPU time
+# per query (from /proc/<pid>/stat, so dnsperf's CPU does not count).
+#
+#   bench/dnsd.sh                 # 3 runs x 10 s per mix and server
+#   RUNS=3 SECONDS_PER_RUN=15 bench/dnsd.sh
+#
+# Environment: RUNS (3), SECONDS_PER_RUN (10), CLIENTS (dnsperf -c, 8),
+# THREADS (dnsperf -T, 2), OUTSTANDING (dnsperf -q, 500), SERVERS (farm size, 4).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RUNS=${RUNS:-3}
+SECS=${SECONDS_PER_RUN:-10}
+CLIENTS=${CLIENTS:-8}
+THREADS=${THREADS:-2}
+OUTSTANDING=${OUTSTANDING:-500}
+SERVERS=${SERVERS:-4}
+ZONE=stream.farmlb.test
+export PATH=/usr/local/go/bin:$PATH
+
+# The tools, installed here too so the script runs on its own.
+need=()
+command -v dnsperf >/dev/null || need+=(dnsperf)
+command -v nsd >/dev/null || need+=(nsd)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "installing ${need[*]}" >&2
+  apt-get install -y -qq "${need[@]}" >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null; }
+fi
+
+work=$(mktemp -d /tmp/dnsd-bench.XXXXXX)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do while kill -0 "$p" 2>/dev/null; do sleep 0.05; done; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+go build -trimpath -o "$work/dnsd" ./cmd/dnsd
+
+# The farm: SERVERS servers in group A, all UP but the last.
+{
+  echo "# farm service=$ZONE"
+  for i in $(seq 1 "$SERVERS"); do
+    st=UP; [ "$i" -eq "$SERVERS" ] && st=DOWN
+    echo "http://server$i.$ZONE:8080 $st $((1000 * i)) A addrs=127.0.0.$((10 + i))"
+  done
+} >"$work/farm.txt"
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+DNSD_PORT=$(free_port)
+NSD_PORT=$(free_port)
+
+# The same records for NSD.
+"$work/dnsd" --zone "$ZONE" --list "$work/farm.txt" --listen "127.0.0.1:$DNSD_PORT" --print-zone 2>/dev/null >"$work/$ZONE.zone"
+cat >"$work/nsd.conf" <<EOF
+server:
+  ip-address: 127.0.0.1@$NSD_PORT
+  server-count: 2
+  reuseport: yes
+  minimal-responses: yes
+  username: ""
+  chroot: ""
+  zonesdir: "$work"
+  database: ""
+  zonelistfile: "$work/zone.list"
+  xfrdfile: "$work/xfrd.state"
+  pidfile: "$work/nsd.pid"
+  verbosity: 0
+  hide-version: yes
+  # Debian builds NSD with response rate limiting on (200 q/s per client
+  # network): off, as a benchmark from one address needs.
+  rrl-ratelimit: 0
+  rrl-whitelist-ratelimit: 0
+remote-control:
+  control-enable: no
+zone:
+  name: $ZONE
+  zonefile: $ZONE.zone
+EOF
+nsd-checkconf "$work/nsd.conf"
+
+"$work/dnsd" --zone "$ZONE" --list "$work/farm.txt" --listen "127.0.0.1:$DNSD_PORT" --log-level warn 2>"$work/dnsd.log" &
+pids+=($!)
+DNSD_PID=$!
+nsd -d -c "$work/nsd.conf" 2>"$work/nsd.log" &
+pids+=($!)
+NSD_PID=$!
+
+# Wait until both answer.
+for port in "$DNSD_PORT" "$NSD_PORT"; do
+  for _ in $(seq 1 100); do
+    dig +short +time=1 +tries=1 @127.0.0.1 -p "$port" SOA "$ZONE" 2>/dev/null | grep -q . && break
+    sleep 0.1
+  done
+  dig +short +time=1 +tries=1 @127.0.0.1 -p "$port" SOA "$ZONE" | grep -q . || { echo "server on port $port does not answer" >&2; cat "$work"/*.log >&2; exit 1; }
+done
+
+# Query mixes.
+printf '%s A\n' "$ZONE" >"$work/q-A"
+printf '_farm.%s TXT\n' "$ZONE" >"$work/q-TXT"
+{
+  for i in $(seq 1 200); do
+    echo "$ZONE A"
+    echo "_farm.$ZONE TXT"
+    echo "_farmlb._tcp.$ZONE SRV"
+    echo "nx$i.$ZONE A"
+  done
+} >"$work/q-MIX"
+
+# descendants PID: every process below PID.
+descendants() {
+  local p
+  for p in $(pgrep -P "$1" || true); do echo "$p"; descendants "$p"; done
+}
+
+# cpu_ticks PID: user+system clock ticks of PID and every process below it
+# (NSD serves from forked grandchildren: xfrd -> main -> server N).
+cpu_ticks() {
+  local total=0 p
+  for p in $1 $(descendants "$1"); do
+    if [ -r "/proc/$p/stat" ]; then
+      # fields after the command name: utime is 14, stime 15 overall.
+      total=$((total + $(awk '{sub(/^.*\) /, ""); print $12 + $13}' "/proc/$p/stat")))
+    fi
+  done
+  echo "$total"
+}
+HZ=$(getconf CLK_TCK)
+
+results="$work/results"
+: >"$results"
+echo "load before: $(cat /proc/loadavg)" >&2
+for run in $(seq 1 "$RUNS"); do
+  for mix in A TXT MIX; do
+    for server in dnsd nsd; do
+      if [ "$server" = dnsd ]; then port=$DNSD_PORT pid=$DNSD_PID; else port=$NSD_PORT pid=$NSD_PID; fi
+      c0=$(cpu_ticks "$pid")
+      out=$(dnsperf -s 127.0.0.1 -p "$port" -d "$work/q-$mix" -l "$SECS" -c "$CLIENTS" -T "$THREADS" -q "$OUTSTANDING" 2>&1)
+      c1=$(cpu_ticks "$pid")
+      qps=$(awk '/Queries per second:/ {print $4}' <<<"$out")
+      done_q=$(awk '/Queries completed:/ {print $3}' <<<"$out")
+      lost=$(awk '/Queries lost:/ {print $3}' <<<"$out")
+      lat=$(awk '/Average Latency/ {print $4}' <<<"$out")
+      cpu_us=$(awk -v t=$((c1 - c0)) -v hz="$HZ" -v n="$done_q" 'BEGIN { if (n > 0) printf "%.2f", t / hz * 1e6 / n; else print "nan" }')
+      echo "$mix $server $run $qps $lat $cpu_us $lost" >>"$results"
+      printf 'run %d %-3s %-4s %10.0f q/s  latency %8.3f ms  cpu %6s us/query  lost %s\n' "$run" "$mix" "$server" "$qps" "$(awk -v l="$lat" 'BEGIN{print l*1000}')" "$cpu_us" "$lost" >&2
+    done
+  done
+done
+echo "load after: $(cat /proc/loadavg)" >&2
+
+# Medians.
+python3 - "$results" "$RUNS" "$SECS" "$CLIENTS" "$THREADS" "$OUTSTANDING" "$SERVERS" <<'EOF'
+import statistics, sys
+path, runs, secs, clients, threads, outstanding, servers = sys.argv[1:]
+rows = [l.split() for l in open(path)]
+def med(mix, server, col):
+    return statistics.median(float(r[col]) for r in rows if r[0] == mix and r[1] == server)
+print(f"dnsd vs NSD: medians of {runs} runs x {secs} s; dnsperf -c {clients} -T {threads} -q {outstanding}; a farm of {servers} servers")
+print()
+print("| queries | dnsd q/s | NSD q/s | dnsd/NSD | dnsd latency | NSD latency | dnsd CPU/query | NSD CPU/query |")
+print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+names = {"A": "A of the service name", "TXT": "TXT of _farm", "MIX": "mix: A, TXT, SRV, NXDOMAIN"}
+for mix in ("A", "TXT", "MIX"):
+    d, n = med(mix, "dnsd", 3), med(mix, "nsd", 3)
+    print(f"| {names[mix]} | {d:,.0f} | {n:,.0f} | {d/n:.2f} | {med(mix,'dnsd',4)*1e3:.2f} ms | {med(mix,'nsd',4)*1e3:.2f} ms | {med(mix,'dnsd',5):.1f} µs | {med(mix,'nsd',5):.1f} µs |")
+EOF

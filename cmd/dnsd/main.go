@@ -1,0 +1,79 @@
+// Command dnsd is farmlb's authoritative DNS server for a farm's zone. It
+// answers from the live farm table: as an observer in the farm's mesh
+// (--config farm.yaml --name ns1) or from a list file it watches (--zone Z
+// --list FILE).
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/urfave/cli/v2"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := newApp(os.Stdout, os.Stderr).RunContext(ctx, os.Args); err != nil {
+		fmt.Fprintln(os.Stderr, "dnsd:", err)
+		stop()
+		os.Exit(exitCode(err))
+	}
+}
+
+// exitCode maps an error to the process exit status: 2 for usage errors, 1
+// for everything else.
+func exitCode(err error) int {
+	var ec cli.ExitCoder
+	if errors.As(err, &ec) {
+		return ec.ExitCode()
+	}
+	// urfave/cli reports a missing required flag with an unexported type.
+	if strings.HasPrefix(err.Error(), "Required flag") {
+		return 2
+	}
+	return 1
+}
+
+// usageError turns a flag-parsing error into exit status 2.
+func usageError(_ *cli.Context, err error, _ bool) error { return cli.Exit(err.Error(), 2) }
+
+// usage returns a usage error (exit status 2) with the message.
+func usage(format string, args ...any) error {
+	return cli.Exit(fmt.Sprintf(format, args...), 2)
+}
+
+// newApp builds the command line with its writers passed in, so tests run it
+// in process.
+func newApp(stdout, stderr io.Writer) *cli.App {
+	return &cli.App{
+		Name:  "dnsd",
+		Usage: "authoritative DNS for a farmlb farm's zone",
+		UsageText: `dnsd --config farm.yaml --name ns1            follow the farm's mesh as observer ns1
+   dnsd --zone Z --list FILE [--listen ADDR]     answer from a list file, reloaded when it changes`,
+		Description: `dnsd answers for the zone of a farm's service name from the live farm table:
+  <service>               A/AAAA: the UP servers of the best priority group, rotated per answer
+  _farm.<service>         TXT: the whole farm list, one string per server ("URL STATUS USERS GROUP")
+  _farmlb._tcp.<service>  SRV: every UP server, priority = group, weight = room
+  <server>.<zone>         A/AAAA of each server, whatever its status
+  <zone>                  SOA and NS (with glue)
+Other names in the zone are NXDOMAIN, names outside it REFUSED.
+
+Signals: SIGHUP reloads the farm file (TTLs, hostmaster, nameservers) or the
+list file; SIGTERM and SIGINT stop the server cleanly.
+
+Every flag can also be set from the environment variable named beside it.`,
+		Writer:         stdout,
+		ErrWriter:      stderr,
+		Flags:          flags(),
+		Action:         run,
+		OnUsageError:   usageError,
+		ExitErrHandler: func(*cli.Context, error) {}, // errors are printed once, by main
+	}
+}

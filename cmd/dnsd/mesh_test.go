@@ -1,0 +1,179 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+
+	"github.com/farmlb/farmlb/config"
+	"github.com/farmlb/farmlb/peerlink"
+)
+
+// serviceA asks dnsd for the service name's addresses.
+func serviceA(addr, name string) ([]string, error) {
+	m := new(dns.Msg)
+	m.SetQuestion(name, dns.TypeA)
+	c := &dns.Client{Timeout: time.Second}
+	r, _, err := c.Exchange(m, addr)
+	if err != nil {
+		return nil, err
+	}
+	var got []string
+	for _, rr := range r.Answer {
+		got = append(got, rr.(*dns.A).A.String())
+	}
+	slices.Sort(got)
+	return got, nil
+}
+
+// waitA asks dnsd every 20 ms until the service name resolves to want, or
+// fails after timeout: dnsd is another process, with no callback to wait on.
+func waitA(t *testing.T, addr, name string, want []string, timeout time.Duration) {
+	t.Helper()
+	slices.Sort(want)
+	deadline := time.Now().Add(timeout)
+	var got []string
+	var err error
+	for time.Now().Before(deadline) {
+		if got, err = serviceA(addr, name); err == nil && slices.Equal(got, want) {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("service A is %v (err %v), want %v within %v", got, err, want, timeout)
+}
+
+// freePort returns a port free for UDP and TCP on ip a moment ago, for a farm
+// file that must name every address before anything starts.
+func freePort(t *testing.T, ip string) int {
+	t.Helper()
+	for {
+		c, err := net.ListenPacket("udp", net.JoinHostPort(ip, "0"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := c.LocalAddr().(*net.UDPAddr).Port
+		l, err := net.Listen("tcp", net.JoinHostPort(ip, fmt.Sprint(port)))
+		c.Close()
+		if err == nil {
+			l.Close()
+			return port
+		}
+	}
+}
+
+// TestMeshMode runs dnsd as a process following a real mesh (peerlink over
+// QUIC with mutual TLS, the nodes in this test process on their own
+// addresses): it answers from the live table, drops a node that leaves, and
+// when the last node is gone keeps answering from the last table that had an
+// UP server.
+func TestMeshMode(t *testing.T) {
+	dir := t.TempDir()
+	caCert, caKey, err := peerlink.NewCA("test", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	write := func(name string, b []byte) {
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("ca.crt", caCert)
+	nodes := map[string]string{"serverA": "127.0.0.41", "serverB": "127.0.0.42"}
+	obsIP := "127.0.0.43"
+	dnsAddr := net.JoinHostPort(obsIP, fmt.Sprint(freePort(t, obsIP)))
+	var y strings.Builder
+	y.WriteString("service: stream.farmlb.test\ntls: {ca: ca.crt, cert: '{name}.crt', key: '{name}.key'}\ntokens: {publish: t}\nnodes:\n")
+	for _, name := range []string{"serverA", "serverB", "ns1"} {
+		c, k, err := peerlink.IssueCert(caCert, caKey, name, time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		write(name+".crt", c)
+		write(name+".key", k)
+		if ip, ok := nodes[name]; ok {
+			fmt.Fprintf(&y, "  - {name: %s, url: 'http://%s:8080', peer: '%s:%d', priority: A}\n", name, ip, ip, freePort(t, ip))
+		}
+	}
+	fmt.Fprintf(&y, "observers:\n  - {name: ns1, peer: '%s:%d', dns: '%s'}\ndns:\n  ttl: {service: 2s}\n", obsIP, freePort(t, obsIP), dnsAddr)
+	write("farm.yaml", []byte(y.String()))
+	f, err := config.Load(filepath.Join(dir, "farm.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	meshes := map[string]*peerlink.Mesh{}
+	for name := range nodes {
+		cfg := peerlink.DefaultConfig()
+		cfg.Farm, cfg.Self = f, name
+		m, err := peerlink.New(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := m.Listen(); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- m.Serve(context.Background()) }()
+		t.Cleanup(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_ = m.Shutdown(ctx)
+			<-done
+		})
+		meshes[name] = m
+	}
+
+	p, addr := startDnsd(t, "--config", filepath.Join(dir, "farm.yaml"), "--name", "ns1")
+	if addr != dnsAddr {
+		t.Fatalf("dnsd serves on %s, want the observer's dns: address %s", addr, dnsAddr)
+	}
+	const service = "stream.farmlb.test."
+	waitA(t, addr, service, []string{"127.0.0.41", "127.0.0.42"}, 20*time.Second)
+
+	// TTLs come from the farm file's dns: section; NS and glue from its
+	// observers.
+	m := new(dns.Msg)
+	m.SetQuestion(service, dns.TypeA)
+	if r, err := dns.Exchange(m, addr); err != nil || r.Answer[0].Header().Ttl != 2 {
+		t.Errorf("service A TTL: %v %v, want 2 from the farm file", r, err)
+	}
+	m.SetQuestion(service, dns.TypeNS)
+	r, err := dns.Exchange(m, addr)
+	if err != nil || len(r.Answer) != 1 || r.Answer[0].(*dns.NS).Ns != "ns1."+service ||
+		len(r.Extra) != 1 || r.Extra[0].(*dns.A).A.String() != obsIP {
+		t.Errorf("NS %v (err %v), want ns1.%s with glue %s", r, err, service, obsIP)
+	}
+
+	stop := func(name string) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := meshes[name].Shutdown(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stop("serverB")
+	waitA(t, addr, service, []string{"127.0.0.41"}, 10*time.Second)
+
+	// The last node goes: the observer sees no UP server, and dnsd holds
+	// the last table that had one (from the observer, a dead farm and a
+	// mesh out of sight look the same) and says so in its log.
+	stop("serverA")
+	p.waitLog(t, "no UP server")
+	if got, err := serviceA(addr, service); err != nil || !slices.Equal(got, []string{"127.0.0.41"}) {
+		t.Fatalf("after the last node left: A %v (err %v), want the held 127.0.0.41", got, err)
+	}
+	m.SetQuestion("_farm."+service, dns.TypeTXT)
+	r, err = dns.Exchange(m, addr)
+	if err != nil || len(r.Answer) != 1 || !strings.Contains(r.Answer[0].String(), "127.0.0.41:8080 UP") {
+		t.Errorf("_farm %v (err %v): want the held table, with serverA UP", r, err)
+	}
+}

@@ -1,0 +1,265 @@
+// Command pushd is one node of a farmlb farm: it serves Server-Sent Events
+// streams, accepts publishes and replicates them over the mesh, answers the
+// farm list, and drains on request or on SIGTERM.
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/farmlb/farmlb/config"
+	"github.com/farmlb/farmlb/pushd"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/urfave/cli/v2"
+)
+
+func main() {
+	if err := newApp(os.Stdout, os.Stderr).Run(os.Args); err != nil {
+		fmt.Fprintln(os.Stderr, "pushd:", err)
+		var ec cli.ExitCoder
+		if errors.As(err, &ec) {
+			os.Exit(ec.ExitCode())
+		}
+		os.Exit(1)
+	}
+}
+
+// newApp builds the command line with its writers passed in.
+func newApp(stdout, stderr io.Writer) *cli.App {
+	return &cli.App{
+		Name:      "pushd",
+		Usage:     "a node of a farmlb farm: SSE streams, publish, farm list, drain",
+		Writer:    stdout,
+		ErrWriter: stderr,
+		Description: `pushd --config farm.yaml --node NAME serves the node NAME of the farm file:
+GET /stream (Server-Sent Events), POST /publish/{topic}, GET /farm, GET /,
+/healthz, /metrics, POST /admin/drain and /admin/undrain.
+
+SIGTERM drains the node (status DRAINING, clients told to move, spread over
+pushd.drain_window) and then exits; SIGINT, or a second signal, exits at once.
+
+Exit status: 0 after a clean stop, 1 on a runtime error, 2 on a usage error.`,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "config", Aliases: []string{"c"}, Usage: "farm `FILE` (YAML)", EnvVars: []string{"FARMLB_CONFIG"}},
+			&cli.StringFlag{Name: "node", Aliases: []string{"n"}, Usage: "this node's `NAME` in the farm file", EnvVars: []string{"FARMLB_NODE"}},
+			&cli.StringFlag{Name: "token", Usage: "publish bearer `TOKEN`; overrides tokens.publish of the farm file", EnvVars: []string{"FARMLB_TOKEN"}},
+			&cli.StringFlag{Name: "listen", Usage: "HTTP listen `ADDR`; overrides the node's listen in the farm file", EnvVars: []string{"FARMLB_LISTEN"}},
+			&cli.StringFlag{Name: "tls-cert", Usage: "serve HTTPS (HTTP/1.1 and HTTP/2) with this certificate `FILE` (PEM); default: cleartext HTTP/1.1 and h2c", EnvVars: []string{"FARMLB_TLS_CERT"}},
+			&cli.StringFlag{Name: "tls-key", Usage: "the private key `FILE` (PEM) of --tls-cert", EnvVars: []string{"FARMLB_TLS_KEY"}},
+			&cli.BoolFlag{Name: "standalone", Usage: "run without the mesh, as a farm of one (development, benchmarks)", EnvVars: []string{"FARMLB_STANDALONE"}},
+			&cli.StringFlag{Name: "pprof", Usage: "serve Go's profiler (net/http/pprof) on `ADDR`, e.g. 127.0.0.1:6060 (off by default)", EnvVars: []string{"FARMLB_PPROF"}},
+			&cli.StringFlag{Name: "log-level", Usage: "debug, info, warn or error", Value: "info", EnvVars: []string{"FARMLB_LOG_LEVEL"}},
+			&cli.StringFlag{Name: "log-format", Usage: "text or json", Value: "text", EnvVars: []string{"FARMLB_LOG_FORMAT"}},
+		},
+		Action: run,
+		Commands: []*cli.Command{
+			demoFeedCommand(),
+		},
+		ExitErrHandler: func(*cli.Context, error) {},
+	}
+}
+
+func newLogger(c *cli.Context) (*slog.Logger, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(c.String("log-level"))); err != nil {
+		return nil, cli.Exit(fmt.Sprintf("--log-level: %v", err), 2)
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	switch c.String("log-format") {
+	case "text":
+		return slog.New(slog.NewTextHandler(c.App.ErrWriter, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(c.App.ErrWriter, opts)), nil
+	}
+	return nil, cli.Exit("--log-format: want text or json", 2)
+}
+
+// pushdConfig maps the farm file's pushd section onto pushd.Config.
+func pushdConfig(f *config.Farm, n *config.Node) pushd.Config {
+	p := f.Pushd
+	cfg := pushd.DefaultConfig()
+	cfg.Listen = n.Listen
+	cfg.PublishToken = f.Tokens.Publish
+	cfg.AdminToken = f.Tokens.Admin
+	cfg.Capacity = n.Capacity
+	set := func(dst *time.Duration, v time.Duration) {
+		if v != 0 {
+			*dst = v
+		}
+	}
+	if p.HistorySize != 0 {
+		cfg.HistorySize = p.HistorySize
+	}
+	if p.MaxPayload != 0 {
+		cfg.MaxPayload = p.MaxPayload
+	}
+	if p.MaxTopics != 0 {
+		cfg.MaxTopics = p.MaxTopics
+	}
+	set(&cfg.HistoryAge, p.HistoryAge)
+	set(&cfg.KeepAlive, p.KeepAlive)
+	set(&cfg.DrainWindow, p.DrainWindow)
+	set(&cfg.MoveGrace, p.MoveGrace)
+	set(&cfg.PublishTimeout, p.PublishTimeout)
+	set(&cfg.WriteTimeout, p.WriteTimeout)
+	return cfg
+}
+
+func run(c *cli.Context) error {
+	if c.Args().Len() > 0 {
+		return cli.Exit(fmt.Sprintf("unexpected argument %q", c.Args().First()), 2)
+	}
+	if c.String("config") == "" || c.String("node") == "" {
+		return cli.Exit("--config and --node are required (see --help)", 2)
+	}
+	log, err := newLogger(c)
+	if err != nil {
+		return err
+	}
+	f, err := config.Load(c.String("config"))
+	if err != nil {
+		return err
+	}
+	node, ok := f.Node(c.String("node"))
+	if !ok {
+		return cli.Exit(fmt.Sprintf("--node: %q is not a node of %s", c.String("node"), c.String("config")), 2)
+	}
+	log = log.With("node", node.Name)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	cfg := pushdConfig(f, node)
+	if t := c.String("token"); t != "" {
+		if f.Tokens.Admin == "" || f.Tokens.Admin == f.Tokens.Publish {
+			cfg.AdminToken = t
+		}
+		cfg.PublishToken = t
+	}
+	if l := c.String("listen"); l != "" {
+		cfg.Listen = l
+	}
+	cfg.Logger = log
+	cfg.Registerer = reg
+	if crt, key := c.String("tls-cert"), c.String("tls-key"); crt != "" || key != "" {
+		if crt == "" || key == "" {
+			return cli.Exit("--tls-cert and --tls-key go together", 2)
+		}
+		pair, err := tls.LoadX509KeyPair(crt, key)
+		if err != nil {
+			return fmt.Errorf("--tls-cert/--tls-key: %w", err)
+		}
+		cfg.TLS = &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}
+	}
+
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	var srv *pushd.Server
+	mesh, err := newMesh(c, f, node.Name, log, reg, func(from string, body []byte) error { return srv.HandlePeer(from, body) })
+	if err != nil {
+		return err
+	}
+	cfg.Mesh = mesh
+	srv, err = pushd.New(cfg)
+	if err != nil {
+		return err
+	}
+	if err := mesh.Listen(); err != nil {
+		return err
+	}
+	if err := srv.Listen(); err != nil {
+		return err
+	}
+	if addr := c.String("pprof"); addr != "" {
+		stopProf, err := servePprof(addr)
+		if err != nil {
+			return err
+		}
+		defer stopProf()
+	}
+	meshDone := make(chan error, 1)
+	go func() { meshDone <- mesh.Serve(ctx) }()
+	srvDone := make(chan error, 1)
+	go func() { srvDone <- srv.Serve(ctx) }()
+	log.Info("pushd serving", "http", srv.Addr().String(), "url", node.URL, "standalone", c.Bool("standalone"))
+
+	sig := make(chan os.Signal, 2)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+	defer signal.Stop(sig)
+	var runErr error
+	select {
+	case s := <-sig:
+		if s == syscall.SIGTERM {
+			log.Info("SIGTERM: draining, then exiting", "window", cfg.DrainWindow)
+			srv.Drain()
+			dctx, cancel := context.WithTimeout(ctx, cfg.DrainWindow+cfg.MoveGrace+time.Second)
+			go func() {
+				select {
+				case <-sig:
+					log.Info("second signal: exiting now")
+					cancel()
+				case <-dctx.Done():
+				}
+			}()
+			srv.WaitDrained(dctx)
+			cancel()
+		} else {
+			log.Info("interrupted: exiting")
+		}
+	case err := <-srvDone:
+		runErr = err
+		srvDone <- nil
+	case err := <-meshDone:
+		runErr = fmt.Errorf("mesh: %w", err)
+		meshDone <- nil
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	srv.Shutdown(sctx)
+	mesh.Shutdown(sctx)
+	stop()
+	<-srvDone
+	<-meshDone
+	if runErr != nil {
+		return runErr
+	}
+	log.Info("stopped")
+	return nil
+}
+
+// meshRunner is the mesh as pushd's main drives it.
+type meshRunner interface {
+	pushd.Mesh
+	Listen() error
+	Serve(ctx context.Context) error
+	Shutdown(ctx context.Context) error
+}
+
+// localRunner runs a LocalMesh (--standalone).
+type localRunner struct{ *pushd.LocalMesh }
+
+func (localRunner) Listen() error { return nil }
+func (localRunner) Serve(ctx context.Context) error {
+	<-ctx.Done()
+	return nil
+}
+func (localRunner) Shutdown(context.Context) error { return nil }
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}

@@ -1,0 +1,142 @@
+// Command testbed builds a network-namespace lab on this machine, runs the
+// real farmlb farm in it (pushd, dnsd, Unbound, clients), breaks it on a
+// timeline, and reports what the clients felt. It needs root.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"github.com/farmlb/farmlb/testbed"
+	"github.com/urfave/cli/v2"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := newApp(os.Stdout, os.Stderr, os.Stdin).RunContext(ctx, os.Args)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "testbed:", err)
+		os.Exit(exitCode(err))
+	}
+}
+
+// exitCode: 2 for usage errors, 1 for everything else (not root included).
+func exitCode(err error) int {
+	var ec cli.ExitCoder
+	if errors.As(err, &ec) {
+		return ec.ExitCode()
+	}
+	return 1
+}
+
+func usage(format string, args ...any) error { return cli.Exit(fmt.Sprintf(format, args...), 2) }
+
+// newApp builds the command line with its streams passed in.
+func newApp(stdout, stderr io.Writer, stdin io.Reader) *cli.App {
+	prefix := &cli.StringFlag{Name: "prefix", Value: testbed.DefaultPrefix, EnvVars: []string{"FARMLB_TESTBED_PREFIX"},
+		Usage: "name `PREFIX` of every namespace and link the lab makes (and down removes)"}
+	verbose := &cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, EnvVars: []string{"FARMLB_TESTBED_VERBOSE"}, Usage: "log the lab's own steps on stderr"}
+	logger := func(c *cli.Context) *slog.Logger {
+		level := slog.LevelWarn
+		if c.Bool("verbose") {
+			level = slog.LevelInfo
+		}
+		return slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	}
+	app := &cli.App{
+		Name:  "testbed",
+		Usage: "a network-namespace lab that runs the real farm, breaks it, and measures what users feel",
+		Description: `The lab is one Linux bridge and one network namespace per host, joined by veth
+pairs, with addresses in 198.18.0.0/15: the pushd nodes, two dnsd hosts (ns1, ns2),
+a resolver host running Unbound with the service zone stub-delegated to ns1 and
+ns2, client hosts running many streaming clients each, and a monitor host that
+publishes a numbered sequence and polls every member. Every object is named with
+--prefix, so "testbed down" removes what a crashed run left behind.
+
+Needs root (it creates namespaces, links and routes). Exit status: 0 ok, 1 a
+runtime error or a failed scenario, 2 a usage error.`,
+		Writer:         stdout,
+		ErrWriter:      stderr,
+		Reader:         stdin,
+		ExitErrHandler: func(*cli.Context, error) {},
+		Commands: []*cli.Command{
+			runCommand(prefix, verbose, logger),
+			upCommand(prefix, verbose, logger),
+			{
+				Name:  "down",
+				Usage: "remove every namespace and link named with the prefix, killing what still runs in them",
+				Flags: []cli.Flag{prefix},
+				Action: func(c *cli.Context) error {
+					if c.NArg() > 0 {
+						return usage("down takes no arguments")
+					}
+					r, err := testbed.Down(c.String("prefix"))
+					if errors.Is(err, testbed.ErrNotRoot) {
+						return err
+					}
+					fmt.Fprintf(c.App.Writer, "removed %d processes, %d namespaces, %d links\n", len(r.Processes), len(r.Namespaces), len(r.Links))
+					return err
+				},
+			},
+			{
+				Name:  "list",
+				Usage: "list the scenarios in the scenario folder",
+				Flags: []cli.Flag{scenarioDirFlag},
+				Action: func(c *cli.Context) error {
+					files, err := filepath.Glob(filepath.Join(c.String("scenarios"), "*.yaml"))
+					if err != nil {
+						return err
+					}
+					for _, f := range files {
+						s, err := testbed.LoadScenario(f)
+						if err != nil {
+							return err
+						}
+						fmt.Fprintf(c.App.Writer, "%-16s %s\n", s.Name, firstSentence(s.Description))
+					}
+					return nil
+				},
+			},
+			agentCommand(),
+		},
+	}
+	// Bad flags are usage errors (exit 2), like bad arguments.
+	onUsage := func(_ *cli.Context, err error, _ bool) error { return cli.Exit(err.Error(), 2) }
+	app.OnUsageError = onUsage
+	for _, c := range app.Commands {
+		c.OnUsageError = onUsage
+	}
+	return app
+}
+
+var scenarioDirFlag = &cli.StringFlag{Name: "scenarios", Value: "testbed/scenarios", EnvVars: []string{"FARMLB_TESTBED_SCENARIOS"},
+	Usage: "`DIR` where scenario names are looked up"}
+
+func firstSentence(s string) string {
+	s = strings.TrimSpace(s)
+	if i := strings.Index(s, ". "); i > 0 {
+		return s[:i+1]
+	}
+	return s
+}
+
+// findScenario takes a name from the scenario folder, or a path.
+func findScenario(dir, arg string) (string, error) {
+	if strings.ContainsAny(arg, "/.") {
+		return arg, nil
+	}
+	path := filepath.Join(dir, arg+".yaml")
+	if _, err := os.Stat(path); err != nil {
+		return "", usage("no scenario %q in %s (try testbed list)", arg, dir)
+	}
+	return path, nil
+}

@@ -1,0 +1,230 @@
+package dnsd
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/farmlb/farmlb/farm"
+)
+
+// startUnbound runs Unbound on ip, with each zone stubbed to its dnsd, and
+// returns its address once it logs that it serves. It needs two settings to
+// ask a server on loopback for a name under test. (RFC 6761): "local-zone:
+// test. nodefault" and "do-not-query-localhost: no". use-caps-for-id makes it
+// check that the question's case comes back as asked (0x20).
+func startUnbound(t *testing.T, ip string, stubs map[string]string) string {
+	t.Helper()
+	bin, err := exec.LookPath("unbound")
+	if err != nil {
+		t.Skip("unbound is not installed: run `make deps` (Debian package unbound)")
+	}
+	port := freeUDPPort(t, ip)
+	dir := t.TempDir()
+	var conf strings.Builder
+	fmt.Fprintf(&conf, `server:
+  interface: %s
+  port: %d
+  do-ip6: no
+  username: ""
+  chroot: ""
+  directory: %q
+  pidfile: ""
+  use-syslog: no
+  logfile: ""
+  verbosity: 1
+  num-threads: 1
+  module-config: "iterator"
+  access-control: 127.0.0.0/8 allow
+  do-not-query-localhost: no
+  local-zone: "test." nodefault
+  use-caps-for-id: yes
+`, ip, port, dir)
+	for zone, addr := range stubs {
+		host, p, _ := net.SplitHostPort(addr)
+		fmt.Fprintf(&conf, "stub-zone:\n  name: %q\n  stub-addr: %s@%s\n", zone, host, p)
+	}
+	path := filepath.Join(dir, "unbound.conf")
+	if err := os.WriteFile(path, []byte(conf.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("unbound-checkconf", path).CombinedOutput(); err != nil {
+		t.Fatalf("unbound-checkconf: %v\n%s", err, out)
+	}
+	cmd := exec.Command(bin, "-d", "-c", path)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	ready := make(chan struct{})
+	logDone := make(chan struct{})
+	var log strings.Builder
+	go func() {
+		defer close(logDone)
+		sc := bufio.NewScanner(stderr)
+		signalled := false
+		for sc.Scan() {
+			log.WriteString(sc.Text() + "\n")
+			if !signalled && strings.Contains(sc.Text(), "start of service") {
+				close(ready)
+				signalled = true
+			}
+		}
+		_, _ = io.Copy(io.Discard, stderr)
+	}()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		<-logDone
+		_ = cmd.Wait()
+		if t.Failed() {
+			t.Logf("unbound's log:\n%s", log.String())
+		}
+	})
+	select {
+	case <-ready:
+	case <-logDone:
+		t.Fatalf("unbound exited before serving:\n%s", log.String())
+	case <-time.After(30 * time.Second):
+		t.Fatal("unbound did not start within 30s")
+	}
+	return net.JoinHostPort(ip, fmt.Sprint(port))
+}
+
+// freeUDPPort returns a UDP and TCP port free on ip a moment ago, for a
+// program that must be told its port.
+func freeUDPPort(t *testing.T, ip string) int {
+	t.Helper()
+	for {
+		c, err := net.ListenPacket("udp", net.JoinHostPort(ip, "0"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := c.LocalAddr().(*net.UDPAddr).Port
+		l, err := net.Listen("tcp", net.JoinHostPort(ip, fmt.Sprint(port)))
+		c.Close()
+		if err == nil {
+			l.Close()
+			return port
+		}
+	}
+}
+
+// startServerOn starts a dnsd for zone on ip:0 answering from l, its metrics
+// in reg.
+func startServerOn(t *testing.T, ip, zone string, l *farm.List, reg *prometheus.Registry) *Server {
+	t.Helper()
+	cfg := testConfig(newTestSource(l))
+	cfg.Registerer = reg
+	cfg.Listen = net.JoinHostPort(ip, "0")
+	cfg.Zone.Origin = zone
+	cfg.Zone.NameServers = nil // ns1.<zone> at the listen address
+	return startServer(t, cfg)
+}
+
+// TestThroughUnbound resolves the farm's names through a real recursive
+// resolver with the zones delegated to dnsd (stub zones): the service name's
+// A, _farm TXT, SRV, an NXDOMAIN, and a 100-server list that only TCP carries.
+func TestThroughUnbound(t *testing.T) {
+	const big = "big.farmlb.test."
+	small := startServerOn(t, "127.0.0.21", testZone, testList(t), prometheus.NewRegistry())
+	largeMetrics := prometheus.NewRegistry()
+	large := startServerOn(t, "127.0.0.23", big, bigList(t, 100), largeMetrics)
+	resolver := startUnbound(t, "127.0.0.22", map[string]string{
+		testZone: small.Addr().String(),
+		big:      large.Addr().String(),
+	})
+
+	tests := []struct {
+		name    string
+		network string
+		qname   string
+		qtype   uint16
+		rcode   int
+		check   func(t *testing.T, r *dns.Msg)
+	}{
+		{name: "service A", network: "udp", qname: "Stream.FarmLB.test.", qtype: dns.TypeA, check: func(t *testing.T, r *dns.Msg) {
+			var got []string
+			for _, rr := range r.Answer {
+				got = append(got, rr.(*dns.A).A.String())
+			}
+			if want := []string{"127.0.0.11", "127.0.0.13"}; !slices.Equal(sorted(got), want) {
+				t.Errorf("addresses %v, want %v", got, want)
+			}
+		}},
+		{name: "_farm TXT", network: "udp", qname: "_farm." + testZone, qtype: dns.TypeTXT, check: func(t *testing.T, r *dns.Msg) {
+			l := txtList(t, r)
+			if len(l.Servers) != 4 || l.Servers[1].Status != farm.StatusDown {
+				t.Errorf("list %+v, want the 4 servers with serverB DOWN", l.Servers)
+			}
+		}},
+		{name: "SRV", network: "udp", qname: "_farmlb._tcp." + testZone, qtype: dns.TypeSRV, check: func(t *testing.T, r *dns.Msg) {
+			var got []string
+			for _, rr := range r.Answer {
+				srv := rr.(*dns.SRV)
+				got = append(got, fmt.Sprintf("%d %s", srv.Port, strings.ToLower(srv.Target)))
+			}
+			if want := []string{"80 servern." + testZone, "8080 servera." + testZone}; !slices.Equal(sorted(got), want) {
+				t.Errorf("SRV %v, want %v", got, want)
+			}
+		}},
+		{name: "NXDOMAIN", network: "udp", qname: "nosuch." + testZone, qtype: dns.TypeA, rcode: dns.RcodeNameError, check: func(t *testing.T, r *dns.Msg) {
+			if len(r.Ns) != 1 || r.Ns[0].Header().Rrtype != dns.TypeSOA {
+				t.Errorf("authority %v, want the SOA", r.Ns)
+			}
+		}},
+		{name: "100-server list: truncated on UDP, whole over TCP", network: "tcp", qname: "_farm." + big, qtype: dns.TypeTXT, check: func(t *testing.T, r *dns.Msg) {
+			if l := txtList(t, r); len(l.Servers) != 100 {
+				t.Errorf("%d servers, want 100", len(l.Servers))
+			}
+			// Unbound got it from dnsd truncated over UDP, then over TCP.
+			if n, _ := metricValue(t, largeMetrics, "farmlb_dnsd_truncated_total", nil); n < 1 {
+				t.Error("dnsd sent no truncated answer: the list did not need TCP")
+			}
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c := &dns.Client{Net: tc.network, Timeout: 10 * time.Second}
+			m := query(tc.qname, tc.qtype)
+			m.SetEdns0(1232, false)
+			r, _, err := c.Exchange(m, resolver)
+			if err != nil {
+				t.Fatalf("through unbound: %v", err)
+			}
+			if r.Rcode != tc.rcode {
+				t.Fatalf("rcode %s, want %s", dns.RcodeToString[r.Rcode], dns.RcodeToString[tc.rcode])
+			}
+			if !r.RecursionAvailable {
+				t.Error("RA not set: the answer did not come from the resolver")
+			}
+			tc.check(t, r)
+		})
+	}
+}
+
+func txtList(t *testing.T, r *dns.Msg) *farm.List {
+	t.Helper()
+	if len(r.Answer) != 1 {
+		t.Fatalf("%d answer records, want one TXT", len(r.Answer))
+	}
+	l, err := farm.ParseTXT(r.Answer[0].(*dns.TXT).Txt)
+	if err != nil {
+		t.Fatalf("TXT is not a farm list: %v", err)
+	}
+	return l
+}

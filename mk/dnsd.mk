@@ -1,0 +1,10 @@
+# dnsd: the authoritative DNS server.
+.PHONY: bench-dnsd fuzz-dnsd test-dnsd
+bench-dnsd: deps ## dnsd against NSD with dnsperf (RUNS=3 SECONDS_PER_RUN=10)
+	bench/dnsd.sh
+
+test-dnsd: deps ## dnsd's tests alone, with -race (includes the Unbound test)
+	$(GO) test -race -count=1 ./dnsd/ ./cmd/dnsd/ ./config/
+
+fuzz-dnsd: ## the query-path fuzz target for FUZZTIME (default 5s; try FUZZTIME=5m)
+	$(GO) test -run '^$$' -fuzz '^FuzzQuery$$' -fuzztime $(FUZZTIME) ./dnsd/

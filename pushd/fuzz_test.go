@@ -1,0 +1,167 @@
+package pushd
+
+import (
+	"bytes"
+	"net/http"
+	"net/url"
+	"reflect"
+	"testing"
+	"time"
+)
+
+func FuzzParseCursor(f *testing.F) {
+	f.Add("")
+	f.Add(Cursor{{Topic: TopicHash("prices"), Epoch: 0x1234567890abcdef, Seq: 42}}.String())
+	c := Cursor{{1, 2, 3}, {1, 5, 300}, {7, 1, 1 << 40}}
+	f.Add(c.String())
+	f.Add("AQ")
+	f.Add("not base64!")
+	f.Fuzz(func(t *testing.T, s string) {
+		c, err := ParseCursor(s)
+		if err != nil {
+			return
+		}
+		again, err := ParseCursor(c.String())
+		if err != nil {
+			t.Fatalf("re-parse of %q: %v", c.String(), err)
+		}
+		if len(c) != len(again) || (len(c) > 0 && !reflect.DeepEqual(c, again)) {
+			t.Fatalf("round trip: %v != %v", c, again)
+		}
+	})
+}
+
+func TestCursorRoundTrip(t *testing.T) {
+	tests := []struct {
+		name string
+		c    Cursor
+	}{
+		{"one", Cursor{{1, 2, 3}}},
+		{"several", Cursor{{1, 2, 3}, {1, 3, 0}, {9, 1, 1<<63 + 5}}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := ParseCursor(tc.c.String())
+			if err != nil || !reflect.DeepEqual(got, tc.c) {
+				t.Fatalf("%v %v", got, err)
+			}
+		})
+	}
+	bad := []struct{ name, s string }{
+		{"version", Cursor{}.String()[:0] + "Ag"},
+		{"truncated", Cursor{{1, 2, 3}}.String()[:10]},
+		{"unsorted", Cursor{{9, 1, 1}, {1, 1, 1}}.String()},
+		{"repeated", Cursor{{1, 1, 1}, {1, 1, 2}}.String()},
+	}
+	for _, tc := range bad {
+		t.Run("bad "+tc.name, func(t *testing.T) {
+			if _, err := ParseCursor(tc.s); err == nil {
+				t.Fatal("no error")
+			}
+		})
+	}
+}
+
+func FuzzDecodeFrame(f *testing.F) {
+	m := &message{Topic: "prices.EURUSD", Origin: "serverA", Epoch: 77, Seq: 5, At: time.Unix(0, 1700000000000000000), Key: "k", Data: []byte("1.0842")}
+	f.Add(encodeMessages([]*message{m, m}))
+	f.Add(encodeFill(fill{Topic: "t", Epoch: 9, From: 3, To: 10}))
+	f.Add(encodeHaves([]have{{Topic: "t", Origin: "b", Epoch: 9, Base: 1, Head: 4}}))
+	f.Add([]byte{1, 9})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		fr, err := decodeFrame(b)
+		if err != nil {
+			return
+		}
+		var again []byte
+		switch {
+		case fr.Fill != nil:
+			again = encodeFill(*fr.Fill)
+		case fr.Haves != nil:
+			again = encodeHaves(fr.Haves)
+		default:
+			again = encodeMessages(fr.Messages)
+		}
+		fr2, err := decodeFrame(again)
+		if err != nil {
+			t.Fatalf("re-decode: %v", err)
+		}
+		if !reflect.DeepEqual(fr, fr2) {
+			t.Fatalf("round trip differs")
+		}
+	})
+}
+
+func TestWireGolden(t *testing.T) {
+	m := &message{Topic: "t", Origin: "a", Epoch: 1, Seq: 2, At: time.Unix(0, 3), Key: "", Data: []byte("hi")}
+	got := encodeMessages([]*message{m})
+	want := []byte{1, kindMessages, 1, 1, 't', 1, 'a', 0, 0, 0, 0, 0, 0, 0, 1, 2, 6, 0, 2, 'h', 'i'}
+	if !bytes.Equal(got, want) {
+		t.Fatalf("got %v\nwant %v", got, want)
+	}
+	errs := []struct {
+		name string
+		b    []byte
+	}{
+		{"short", []byte{1}},
+		{"version", []byte{2, 1, 0}},
+		{"kind", []byte{1, 99}},
+		{"trailing", append(append([]byte{}, want...), 0)},
+		{"truncated", want[:len(want)-1]},
+		{"seq zero", []byte{1, kindMessages, 1, 1, 't', 1, 'a', 0, 0, 0, 0, 0, 0, 0, 1, 0, 6, 0, 2, 'h', 'i'}},
+		{"bad topic", []byte{1, kindMessages, 1, 1, ' ', 1, 'a', 0, 0, 0, 0, 0, 0, 0, 1, 2, 6, 0, 2, 'h', 'i'}},
+		{"bad fill", encodeFill(fill{Topic: "t", Epoch: 1, From: 5, To: 4})},
+	}
+	for _, tc := range errs {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := decodeFrame(tc.b); err == nil {
+				t.Fatal("no error")
+			}
+		})
+	}
+}
+
+// FuzzStreamRequest fuzzes what the stream handler reads from a request:
+// the query (topics, cursor) and the Last-Event-ID header.
+func FuzzStreamRequest(f *testing.F) {
+	f.Add("topic=a&topic=b", "")
+	f.Add("topic=a,b&cursor="+Cursor{{TopicHash("a"), 1, 2}}.String(), "")
+	f.Add("topic=farmlb-x", "garbage")
+	s := &Server{cfg: DefaultConfig()}
+	f.Fuzz(func(t *testing.T, query, lastID string) {
+		r := &http.Request{URL: &url.URL{RawQuery: query}, Header: http.Header{}}
+		r.Header.Set("Last-Event-ID", lastID)
+		topics, _, _, err := s.parseStreamRequest(r)
+		if err != nil {
+			return
+		}
+		if len(topics) == 0 || len(topics) > s.cfg.MaxTopics {
+			t.Fatalf("%d topics accepted", len(topics))
+		}
+		for _, tp := range topics {
+			if CheckTopic(tp) != nil {
+				t.Fatalf("bad topic %q accepted", tp)
+			}
+		}
+	})
+}
+
+func TestAppendEvent(t *testing.T) {
+	tests := []struct{ name, data, want string }{
+		{"one line", "x", "data: x\n"},
+		{"lf", "a\nb", "data: a\ndata: b\n"},
+		{"crlf", "a\r\nb", "data: a\ndata: b\n"},
+		{"cr", "a\rb", "data: a\ndata: b\n"},
+		{"empty", "", "data: \n"},
+		{"trailing newline", "a\n", "data: a\ndata: \n"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got := string(appendEvent(nil, Cursor{{1, 2, 3}}, &message{Topic: "t", Data: []byte(tc.data)}))
+			want := "id: " + Cursor{{1, 2, 3}}.String() + "\nevent: t\n" + tc.want + "\n"
+			if got != want {
+				t.Errorf("got %q want %q", got, want)
+			}
+		})
+	}
+}

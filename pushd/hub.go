@@ -1,0 +1,631 @@
+package pushd
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/farmlb/farmlb/farm"
+)
+
+// hub holds every topic's history and runs the replication: it stamps the
+// node's own publishes, sends them to the peers, takes in the peers'
+// messages, fills gaps, and wakes the streams when a topic moves on.
+//
+// Locking: mu guards topics, their epochs and the idempotency keys; streams
+// read under RLock. Peer senders have their own locks and are never called
+// with mu held except to enqueue.
+type hub struct {
+	s *Server
+
+	mu     sync.RWMutex
+	topics map[string]*topic
+	keys   map[string]keyEntry // Idempotency-Key → first id
+
+	peersMu sync.Mutex
+	peers   map[string]*peerSender
+	up      map[string]bool // peers UP or DRAINING in the last table seen
+}
+
+type keyEntry struct {
+	id string
+	at time.Time
+}
+
+// topic is one topic's history and subscribers.
+type topic struct {
+	name   string
+	hash   uint32
+	epochs map[uint64]*epochLog
+	fifo   []*message // delivered messages in arrival order, oldest first
+	subs   map[*stream]struct{}
+}
+
+// epochLog is what a node holds of one origin incarnation on one topic:
+// msgs are the delivered messages base..head without a gap.
+type epochLog struct {
+	origin  string
+	epoch   uint64
+	msgs    []*message
+	base    uint64 // seq of msgs[0]; head+1 when msgs is empty
+	head    uint64 // highest seq delivered here
+	changed time.Time
+
+	// At the origin: stamped messages that no peer has acknowledged yet,
+	// seq head+1.. in order.
+	unacked []*message
+	// Elsewhere: messages that arrived after a gap, by seq.
+	pending map[uint64]*message
+	// Gap filling: the seq wanted up to, when it was last asked, and of
+	// whom.
+	fillTo    uint64
+	fillAt    time.Time
+	fillAsked map[string]bool
+}
+
+// maxKeys bounds the idempotency keys remembered: beyond it (a million
+// publishes with keys within IdempotencyTTL) new keys are not recorded.
+const maxKeys = 1 << 20
+
+// pendingLimit bounds the out-of-order messages held per epoch while a gap
+// is filled; beyond it, later messages are dropped and fetched again.
+const pendingLimit = 10000
+
+func newHub(s *Server) *hub {
+	return &hub{
+		s:      s,
+		topics: map[string]*topic{},
+		keys:   map[string]keyEntry{},
+		peers:  map[string]*peerSender{},
+		up:     map[string]bool{},
+	}
+}
+
+// topicLocked returns the topic, creating it. mu must be held for writing.
+func (h *hub) topicLocked(name string) *topic {
+	t := h.topics[name]
+	if t == nil {
+		t = &topic{name: name, hash: TopicHash(name), epochs: map[uint64]*epochLog{}, subs: map[*stream]struct{}{}}
+		h.topics[name] = t
+	}
+	return t
+}
+
+func (t *topic) epochLocked(origin string, epoch uint64, now time.Time) *epochLog {
+	e := t.epochs[epoch]
+	if e == nil {
+		e = &epochLog{origin: origin, epoch: epoch, base: 1, changed: now}
+		t.epochs[epoch] = e
+	}
+	return e
+}
+
+// deliverLocked appends m, the next seq of e, to the history.
+func (h *hub) deliverLocked(t *topic, e *epochLog, m *message) {
+	if len(e.msgs) == 0 {
+		e.base = m.Seq
+	}
+	e.msgs = append(e.msgs, m)
+	e.head = m.Seq
+	e.changed = time.Now()
+	t.fifo = append(t.fifo, m)
+	for len(t.fifo) > h.s.cfg.HistorySize {
+		h.evictLocked(t)
+	}
+	h.s.m.delivered.Inc()
+}
+
+// evictLocked drops the topic's oldest message.
+func (h *hub) evictLocked(t *topic) {
+	m := t.fifo[0]
+	t.fifo[0] = nil
+	t.fifo = t.fifo[1:]
+	if e := t.epochs[m.Epoch]; e != nil && len(e.msgs) > 0 && e.msgs[0] == m {
+		e.msgs[0] = nil
+		e.msgs = e.msgs[1:]
+		e.base = m.Seq + 1
+		if len(e.msgs) == 0 {
+			e.msgs = nil
+		}
+	}
+	if len(t.fifo) == 0 {
+		t.fifo = nil
+	}
+}
+
+// wakeLocked tells the topic's streams that it moved on.
+func (t *topic) wakeLocked() {
+	for st := range t.subs {
+		st.notify()
+	}
+}
+
+// errNotReplicated is returned when no second node acknowledged in time.
+var errNotReplicated = errors.New("not yet held by a second node")
+
+// publish stamps a message from a publisher, sends it to the peers, and
+// returns its id once a second node holds it (or at once when no other node
+// is UP). A key seen before returns the first id and publishes nothing.
+func (h *hub) publish(ctx context.Context, topicName, key string, data []byte) (id string, dup bool, err error) {
+	now := time.Now()
+	h.mu.Lock()
+	if key != "" {
+		if k, ok := h.keys[topicName+"\x00"+key]; ok {
+			h.mu.Unlock()
+			return k.id, true, nil
+		}
+	}
+	t := h.topicLocked(topicName)
+	e := t.epochLocked(h.s.self, h.s.epoch, now)
+	m := &message{Topic: topicName, Origin: h.s.self, Epoch: h.s.epoch, Seq: e.head + uint64(len(e.unacked)) + 1, At: now, Key: key, Data: data}
+	m.done = make(chan struct{})
+	e.unacked = append(e.unacked, m)
+	id = messageID(m)
+	if key != "" && len(h.keys) < maxKeys {
+		h.keys[topicName+"\x00"+key] = keyEntry{id: id, at: now}
+	}
+	h.mu.Unlock()
+
+	if n := h.sendAll(m); n == 0 {
+		h.acked(m) // every UP node (this one) holds it
+	}
+	t0 := time.Now()
+	select {
+	case <-m.done:
+		h.s.m.publishAck.Observe(time.Since(t0).Seconds())
+		return id, false, nil
+	case <-ctx.Done():
+		return id, false, ctx.Err()
+	case <-time.After(h.s.cfg.PublishTimeout):
+		return id, false, errNotReplicated
+	}
+}
+
+// messageID is the id a publisher gets: a cursor of the one message.
+func messageID(m *message) string {
+	return Cursor{{Topic: TopicHash(m.Topic), Epoch: m.Epoch, Seq: m.Seq}}.String()
+}
+
+// acked records that a second node holds one of this node's own messages,
+// and delivers every message of the epoch that is now held twice.
+func (h *hub) acked(m *message) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	m.acked = true
+	t := h.topics[m.Topic]
+	if t == nil {
+		return
+	}
+	e := t.epochs[m.Epoch]
+	n := 0
+	for n < len(e.unacked) && e.unacked[n].acked {
+		u := e.unacked[n]
+		h.deliverLocked(t, e, u)
+		close(u.done)
+		n++
+	}
+	if n > 0 {
+		e.unacked = append(e.unacked[:0], e.unacked[n:]...)
+		t.wakeLocked()
+	}
+}
+
+// ackAllLocked delivers every waiting own message: called when no other
+// node is UP, so that this one is every UP node.
+func (h *hub) ackAllOwn() {
+	h.mu.Lock()
+	var own []*message
+	for _, t := range h.topics {
+		if e := t.epochs[h.s.epoch]; e != nil {
+			own = append(own, e.unacked...)
+		}
+	}
+	h.mu.Unlock()
+	for _, m := range own {
+		h.acked(m)
+	}
+}
+
+// receive takes in messages from a peer (the origin, or a peer answering a
+// fill). Messages in order are delivered; a gap asks peers for the missing
+// range and holds the later messages until it is filled.
+func (h *hub) receive(from string, ms []*message) {
+	now := time.Now()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	woken := map[*topic]bool{}
+	for _, m := range ms {
+		if m.Key != "" {
+			k := m.Topic + "\x00" + m.Key
+			if _, ok := h.keys[k]; !ok && len(h.keys) < maxKeys {
+				h.keys[k] = keyEntry{id: messageID(m), at: now}
+			}
+		}
+		if m.Epoch == h.s.epoch {
+			continue // our own, echoed by a fill
+		}
+		t := h.topicLocked(m.Topic)
+		e := t.epochLocked(m.Origin, m.Epoch, now)
+		switch {
+		case m.Seq <= e.head:
+			h.s.m.duplicates.Inc()
+		case m.Seq == e.head+1:
+			h.deliverLocked(t, e, m)
+			h.drainPendingLocked(t, e)
+			woken[t] = true
+		default:
+			if e.pending == nil {
+				e.pending = map[uint64]*message{}
+			}
+			if len(e.pending) < pendingLimit {
+				e.pending[m.Seq] = m
+			}
+			if m.Seq-1 > e.fillTo {
+				e.fillTo = m.Seq - 1
+			}
+			h.askFillLocked(t, e, from)
+		}
+	}
+	for t := range woken {
+		t.wakeLocked()
+	}
+}
+
+func (h *hub) drainPendingLocked(t *topic, e *epochLog) {
+	for len(e.pending) > 0 {
+		m, ok := e.pending[e.head+1]
+		if !ok {
+			break
+		}
+		delete(e.pending, m.Seq)
+		h.deliverLocked(t, e, m)
+	}
+	if len(e.pending) == 0 {
+		e.pending = nil
+	}
+	if e.head >= e.fillTo {
+		e.fillTo, e.fillAsked = 0, nil
+	}
+}
+
+// askFillLocked asks one peer for e's missing range: prefer the one named,
+// then the origin, then any other UP peer not asked yet. With no one left
+// to ask, the gap is given up: streams behind it get a reset.
+func (h *hub) askFillLocked(t *topic, e *epochLog, prefer string) {
+	if e.fillTo <= e.head {
+		return
+	}
+	now := time.Now()
+	if !e.fillAt.IsZero() && now.Sub(e.fillAt) < time.Second && len(e.fillAsked) > 0 {
+		return // a fill is under way
+	}
+	if e.fillAsked == nil {
+		e.fillAsked = map[string]bool{}
+	}
+	up := h.upPeers()
+	var who string
+	for _, c := range append([]string{prefer, e.origin}, up...) {
+		if c != "" && c != h.s.self && !e.fillAsked[c] && h.isUp(c) {
+			who = c
+			break
+		}
+	}
+	if who == "" {
+		h.giveUpGapLocked(t, e)
+		return
+	}
+	e.fillAsked[who] = true
+	e.fillAt = now
+	h.s.m.fills.Inc()
+	h.enqueue(who, outItem{ctrl: encodeFill(fill{Topic: t.name, Epoch: e.epoch, From: e.head + 1, To: e.fillTo})})
+}
+
+// giveUpGapLocked skips a gap no peer can fill: the history restarts after
+// it, so any stream whose cursor is before it gets a reset.
+func (h *hub) giveUpGapLocked(t *topic, e *epochLog) {
+	next := e.fillTo + 1
+	for s := range e.pending {
+		if s < next {
+			next = s
+		}
+	}
+	h.s.log.Warn("history gap no peer holds; streams behind it get a reset", "topic", t.name, "origin", e.origin, "from", e.head+1, "to", next-1)
+	h.s.m.gapsLost.Inc()
+	// Drop what is before the gap: history must stay without a hole.
+	for _, m := range e.msgs {
+		for i, f := range t.fifo {
+			if f == m {
+				t.fifo = append(t.fifo[:i], t.fifo[i+1:]...)
+				break
+			}
+		}
+	}
+	e.msgs = nil
+	e.head = next - 1
+	e.base = next
+	e.fillTo, e.fillAsked, e.fillAt = 0, nil, time.Time{}
+	h.drainPendingLocked(t, e)
+	t.wakeLocked()
+}
+
+// answerFill sends a peer the messages it asked for that this node holds,
+// then what it holds of the epoch.
+func (h *hub) answerFill(from string, f *fill) {
+	h.mu.RLock()
+	t := h.topics[f.Topic]
+	var out []outItem
+	hv := have{Topic: f.Topic, Epoch: f.Epoch, Base: 1, Head: 0}
+	if t != nil {
+		if e := t.epochs[f.Epoch]; e != nil {
+			hv = have{Topic: f.Topic, Origin: e.origin, Epoch: e.epoch, Base: e.base, Head: e.head}
+			all := append(e.msgs[:len(e.msgs):len(e.msgs)], e.unacked...)
+			for _, m := range all {
+				if m.Seq >= f.From && m.Seq <= f.To {
+					out = append(out, outItem{msg: m})
+				}
+			}
+			if len(e.msgs) == 0 {
+				hv.Base = e.head + 1
+			}
+		}
+	}
+	h.mu.RUnlock()
+	out = append(out, outItem{ctrl: encodeHaves([]have{hv})})
+	for _, it := range out {
+		h.enqueue(from, it)
+	}
+}
+
+// haves takes a peer's news of what it holds: fetch what this node lacks,
+// and give up on a gap that the peer cannot fill either.
+func (h *hub) haves(from string, hs []have) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, hv := range hs {
+		if hv.Epoch == h.s.epoch || hv.Head == 0 {
+			continue
+		}
+		t := h.topicLocked(hv.Topic)
+		e := t.epochLocked(hv.Origin, hv.Epoch, time.Now())
+		if e.origin == "" {
+			e.origin = hv.Origin
+		}
+		if hv.Head <= e.head {
+			if e.fillTo > e.head && e.fillAsked[from] && hv.Base > e.head+1 {
+				h.askFillLocked(t, e, "") // this peer lacks it too: next one
+			}
+			continue
+		}
+		if hv.Head > e.fillTo {
+			e.fillTo = hv.Head
+		}
+		if e.fillAsked[from] && hv.Base > e.head+1 {
+			// Asked this peer already and it lacks the start of the gap.
+			e.fillAt = time.Time{}
+			h.askFillLocked(t, e, "")
+			continue
+		}
+		e.fillAt = time.Time{}
+		if e.fillAsked != nil {
+			delete(e.fillAsked, from)
+		}
+		h.askFillLocked(t, e, from)
+	}
+}
+
+// upPeers lists the peers UP or DRAINING in the table (they take data).
+func (h *hub) upPeers() []string {
+	var out []string
+	for _, srv := range h.s.mesh.Table().Servers {
+		if srv.Name != h.s.self && srv.Status != farm.StatusDown {
+			out = append(out, srv.Name)
+		}
+	}
+	return out
+}
+
+func (h *hub) isUp(name string) bool {
+	srv, ok := h.s.mesh.Table().Find(name)
+	return ok && srv.Status != farm.StatusDown
+}
+
+// sendAll queues m to every UP peer and returns how many.
+func (h *hub) sendAll(m *message) int {
+	up := h.upPeers()
+	for _, p := range up {
+		h.enqueue(p, outItem{msg: m})
+	}
+	return len(up)
+}
+
+// start runs the table watcher and the housekeeping.
+func (h *hub) start() {
+	h.s.goRun(h.watchTable)
+	h.s.goRun(h.housekeep)
+}
+
+// watchTable reacts to peers going DOWN or coming UP: with no peer UP the
+// node's waiting publishes are held by every UP node; a peer that went DOWN
+// may have sent some nodes more than others, so every node tells the
+// others what it holds of that peer's epochs.
+func (h *hub) watchTable() {
+	ch, cancel := h.s.mesh.Subscribe()
+	defer cancel()
+	h.tableChanged()
+	for {
+		select {
+		case <-h.s.ctx.Done():
+			return
+		case <-ch:
+			h.tableChanged()
+		}
+	}
+}
+
+func (h *hub) tableChanged() {
+	now := map[string]bool{}
+	for _, srv := range h.s.mesh.Table().Servers {
+		if srv.Name == h.s.self {
+			continue
+		}
+		up := srv.Status != farm.StatusDown
+		now[srv.Name] = up
+		h.s.m.peerUp.WithLabelValues(srv.Name).Set(b2f(up))
+	}
+	h.peersMu.Lock()
+	prev := h.up
+	h.up = now
+	h.peersMu.Unlock()
+	var wentDown, cameUp []string
+	anyUp := false
+	for name, up := range now {
+		if up {
+			anyUp = true
+			if !prev[name] {
+				cameUp = append(cameUp, name)
+			}
+		} else if prev[name] {
+			wentDown = append(wentDown, name)
+		}
+	}
+	if !anyUp {
+		h.ackAllOwn()
+	}
+	if len(wentDown) > 0 || len(cameUp) > 0 {
+		// Tell every UP peer what this node holds of the epochs of those
+		// that went down (a peer may have missed their last messages),
+		// and tell those that came up everything (they may have missed
+		// whatever was published while they were away).
+		for name, up := range now {
+			if !up {
+				continue
+			}
+			var hs []have
+			if contains(cameUp, name) {
+				hs = h.collectHaves(nil)
+			} else if len(wentDown) > 0 {
+				hs = h.collectHaves(wentDown)
+			}
+			for len(hs) > 0 {
+				n := min(len(hs), maxHaves)
+				h.enqueue(name, outItem{ctrl: encodeHaves(hs[:n])})
+				hs = hs[n:]
+			}
+		}
+	}
+}
+
+func contains(xs []string, x string) bool {
+	for _, v := range xs {
+		if v == x {
+			return true
+		}
+	}
+	return false
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// collectHaves lists what this node holds, of the given origins (nil: all).
+func (h *hub) collectHaves(origins []string) []have {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	var hs []have
+	for _, t := range h.topics {
+		for _, e := range t.epochs {
+			if e.head == 0 || (origins != nil && !contains(origins, e.origin)) {
+				continue
+			}
+			base := e.base
+			if len(e.msgs) == 0 {
+				base = e.head + 1
+			}
+			hs = append(hs, have{Topic: t.name, Origin: e.origin, Epoch: e.epoch, Base: base, Head: e.head})
+		}
+	}
+	return hs
+}
+
+// housekeep drops messages older than HistoryAge and idempotency keys older
+// than their TTL, and retries fills that got no answer.
+func (h *hub) housekeep() {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-h.s.ctx.Done():
+			return
+		case <-tick.C:
+		}
+		now := time.Now()
+		h.mu.Lock()
+		held := 0
+		for _, t := range h.topics {
+			for len(t.fifo) > 0 && now.Sub(t.fifo[0].At) > h.s.cfg.HistoryAge {
+				h.evictLocked(t)
+			}
+			held += len(t.fifo)
+			for _, e := range t.epochs {
+				if e.fillTo > e.head && now.Sub(e.fillAt) > 2*time.Second {
+					h.askFillLocked(t, e, "")
+				}
+			}
+		}
+		for k, v := range h.keys {
+			if now.Sub(v.at) > h.s.cfg.IdempotencyTTL {
+				delete(h.keys, k)
+			}
+		}
+		h.forgetLocked(now)
+		h.mu.Unlock()
+		h.s.m.history.Set(float64(held))
+	}
+}
+
+// epochRetention is how long the record of an epoch with nothing left in
+// history is kept: a cursor that names it is told plainly (reset) whether
+// it missed something, for a day after the last message.
+const epochRetention = 24 * time.Hour
+
+// forgetLocked drops what no longer serves: records of old epochs that hold
+// nothing, and topics with no subscriber and no history (so that clients
+// asking for random topic names cannot grow the node's memory for good).
+func (h *hub) forgetLocked(now time.Time) {
+	for name, t := range h.topics {
+		for ep, e := range t.epochs {
+			if ep != h.s.epoch && len(e.msgs) == 0 && len(e.pending) == 0 && now.Sub(e.changed) > epochRetention {
+				delete(t.epochs, ep)
+			}
+		}
+		if len(t.subs) > 0 || len(t.fifo) > 0 {
+			continue
+		}
+		// A topic this node published on keeps its epoch's record for
+		// good: its seq must never start again at 1.
+		idle := t.epochs[h.s.epoch] == nil
+		for _, e := range t.epochs {
+			if len(e.unacked) > 0 || len(e.pending) > 0 || now.Sub(e.changed) <= h.s.cfg.HistoryAge {
+				idle = false
+			}
+		}
+		if idle && (len(t.epochs) == 0 || now.Sub(latest(t)) > epochRetention) {
+			delete(h.topics, name)
+		}
+	}
+}
+
+func latest(t *topic) time.Time {
+	var l time.Time
+	for _, e := range t.epochs {
+		if e.changed.After(l) {
+			l = e.changed
+		}
+	}
+	return l
+}

@@ -1,0 +1,27 @@
+//go:build !linux
+
+package pushd
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"syscall"
+)
+
+// closePoller exists on Linux only; elsewhere an idle HTTP/1.1 stream
+// notices a gone client at its next write (a keep-alive at the latest).
+type closePoller struct{}
+
+func newClosePoller(*slog.Logger) (*closePoller, error) {
+	return nil, errors.New("not supported on this system")
+}
+func (*closePoller) add(net.Conn, *stream) (uint64, error) { return 0, nil }
+func (*closePoller) remove(uint64)                         {}
+func (*closePoller) run(context.Context)                   {}
+func (*closePoller) stop()                                 {}
+func (*closePoller) close()                                {}
+
+// tryWrite is not available here: every write goes the blocking way.
+func tryWrite(syscall.RawConn, []byte) (int, error) { return 0, nil }

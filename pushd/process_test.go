@@ -1,0 +1,196 @@
+package pushd
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/farmlb/farmlb/farm"
+	"github.com/farmlb/farmlb/internal/farmtest"
+)
+
+// TestKilledNodeClientResumesElsewhere is the data path end to end with
+// real processes and the real mesh: a client streams from node a while
+// publishers publish on b and c; a is killed (SIGKILL) mid-stream; the
+// client reconnects to b with its last event id and, across both
+// connections, gets every acknowledged message exactly once, each
+// publisher's messages in order.
+func TestKilledNodeClientResumesElsewhere(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts processes")
+	}
+	f := farmtest.Start(t, farmtest.Options{
+		Nodes: []farmtest.NodeSpec{{Name: "a"}, {Name: "b"}, {Name: "c"}},
+		Extra: "pushd:\n  drain_window: 200ms\n  move_grace: 100ms\n",
+	})
+	f.WaitUp(30 * time.Second)
+
+	c1 := openStream(t, nil, f.URL("a")+"/stream?topic=t", "")
+
+	// Publishers on b and c, each retrying a failed publish with its key
+	// until it is acknowledged.
+	var mu sync.Mutex
+	acked := map[string][]string{} // publisher → data in publish order
+	ctx, stop := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	count := map[string]int{}
+	for _, node := range []string{"b", "c"} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ctx.Err() == nil; i++ {
+				data := fmt.Sprintf("%s-%d", node, i)
+				for try := 0; ; try++ {
+					_, err := f.PublishKey(context.Background(), node, "t", data, data)
+					if err == nil {
+						break
+					}
+					if try == 5 {
+						t.Errorf("publish %s: %v", data, err)
+						return
+					}
+				}
+				mu.Lock()
+				acked[node] = append(acked[node], data)
+				count[node]++
+				mu.Unlock()
+				time.Sleep(2 * time.Millisecond) // a steady trickle, not a readiness wait
+			}
+		}()
+	}
+
+	got := map[string]int{}
+	var order []string
+	take := func(ev event) {
+		if ev.Event != "t" {
+			t.Errorf("unexpected event %+v", ev)
+			return
+		}
+		got[ev.Data]++
+		order = append(order, ev.Data)
+	}
+	for range 30 {
+		take(c1.next(t))
+	}
+	f.Kill("a")
+	// Whatever a wrote before it died still counts.
+	for ev := range c1.events {
+		if ev.HasID {
+			c1.lastID = ev.ID
+		}
+		if ev.Event != "" {
+			take(ev)
+		}
+	}
+	// Let the publishers go on while the client is away, so that the
+	// resume has to replay from b's history.
+	mu.Lock()
+	away := count["b"] + count["c"]
+	mu.Unlock()
+	for {
+		mu.Lock()
+		n := count["b"] + count["c"]
+		mu.Unlock()
+		if n >= away+20 {
+			away = n - away
+			break
+		}
+		time.Sleep(5 * time.Millisecond) // polls the publishers' progress
+	}
+	c2 := openStream(t, nil, f.URL("b")+"/stream?topic=t", c1.lastID)
+	// Publish on after the reconnect, then stop and wait for the tail.
+	for range 30 {
+		take(c2.next(t))
+	}
+	stop()
+	wg.Wait()
+	mu.Lock()
+	want := 0
+	for _, l := range acked {
+		want += len(l)
+	}
+	mu.Unlock()
+	deadline := time.After(20 * time.Second)
+	for len(got) < want {
+		select {
+		case ev, ok := <-c2.events:
+			if !ok {
+				t.Fatal("stream from b ended")
+			}
+			if ev.Event != "" {
+				take(ev)
+			}
+		case <-deadline:
+			t.Fatalf("got %d distinct messages, %d acknowledged", len(got), want)
+		}
+	}
+	c2.expectNothing(t, 300*time.Millisecond)
+
+	for data, n := range got {
+		if n != 1 {
+			t.Errorf("%s received %d times", data, n)
+		}
+	}
+	for node, l := range acked {
+		for _, d := range l {
+			if got[d] == 0 {
+				t.Errorf("acknowledged %s never received", d)
+			}
+		}
+		// Order per publisher.
+		last := -1
+		for _, d := range order {
+			if strings.HasPrefix(d, node+"-") {
+				var i int
+				fmt.Sscanf(d[len(node)+1:], "%d", &i)
+				if i <= last {
+					t.Errorf("%s after %s-%d", d, node, last)
+				}
+				last = i
+			}
+		}
+	}
+	t.Logf("%d messages from b, %d from c; %d published while the client was away", count["b"], count["c"], away)
+}
+
+// TestSIGTERMDrains: SIGTERM turns the node DRAINING at once, refuses new
+// streams with a hint, tells each client to move (spread over the drain
+// window), and the process exits once its clients are gone.
+func TestSIGTERMDrains(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts processes")
+	}
+	f := farmtest.Start(t, farmtest.Options{
+		Nodes: []farmtest.NodeSpec{{Name: "a"}, {Name: "b"}},
+		Extra: "pushd:\n  drain_window: 600ms\n  move_grace: 200ms\n",
+	})
+	f.WaitUp(30 * time.Second)
+	var cs []*sseClient
+	for range 3 {
+		cs = append(cs, openStream(t, nil, f.URL("a")+"/stream?topic=t", ""))
+	}
+	f.Signal("a", syscall.SIGTERM)
+	f.WaitStatus(10*time.Second, farm.StatusDraining, []string{"a"}, "b")
+	_, resp, err := tryStream(nil, f.URL("a")+"/stream?topic=t", "")
+	if err == nil {
+		resp.Body.Close()
+		if resp.StatusCode != 503 || !strings.HasPrefix(resp.Header.Get("Location"), f.URL("b")) {
+			t.Errorf("new stream while draining: %d %q", resp.StatusCode, resp.Header.Get("Location"))
+		}
+	}
+	for i, c := range cs {
+		ev := c.next(t)
+		if ev.Event != "farmlb-move" || !strings.Contains(ev.Data, `"url":"`+f.URL("b")+`"`) {
+			t.Errorf("client %d: %+v", i, ev)
+		}
+	}
+	select {
+	case <-f.Exited("a"):
+	case <-time.After(10 * time.Second):
+		t.Fatal("a did not exit after its drain")
+	}
+}

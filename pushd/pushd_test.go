@@ -1,0 +1,334 @@
+package pushd
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/farmlb/farmlb/farm"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m, goleak.IgnoreTopFunction("net/http.(*persistConn).readLoop"), goleak.IgnoreTopFunction("net/http.(*persistConn).writeLoop"), goleak.IgnoreTopFunction("internal/poll.runtime_pollWait"))
+}
+
+func streamURL(n *testNode, topics ...string) string {
+	q := make([]string, len(topics))
+	for i, t := range topics {
+		q[i] = "topic=" + t
+	}
+	return n.url + "/stream?" + strings.Join(q, "&")
+}
+
+func TestPublishReachesEveryNode(t *testing.T) {
+	f := newMemFarm("a", "b", "c")
+	nodes := startNodes(t, f, nil, "a", "b", "c")
+	var clients []*sseClient
+	for _, name := range []string{"a", "b", "c"} {
+		c := openStream(t, nil, streamURL(nodes[name], "prices"), "")
+		if got := c.resp.Header.Get("Farmlb-Node"); got != name {
+			t.Errorf("Farmlb-Node = %q, want %q", got, name)
+		}
+		clients = append(clients, c)
+	}
+	waitFor(t, func() bool { return nodes["a"].s.Users() == 1 && nodes["c"].s.Users() == 1 })
+	mustPublish(t, nodes["a"].url, "prices", "one")
+	mustPublish(t, nodes["b"].url, "prices", "two\nlines")
+	mustPublish(t, nodes["c"].url, "other", "not subscribed")
+	mustPublish(t, nodes["c"].url, "prices", "three")
+	for i, c := range clients {
+		got := map[string]bool{}
+		for _, ev := range c.collect(t, 3) {
+			if ev.Event != "prices" {
+				t.Errorf("client %d: event %q", i, ev.Event)
+			}
+			got[ev.Data] = true
+		}
+		for _, want := range []string{"one", "two\nlines", "three"} {
+			if !got[want] {
+				t.Errorf("client %d: missing %q (got %v)", i, want, got)
+			}
+		}
+		c.expectNothing(t, 100*time.Millisecond)
+	}
+}
+
+// TestResumeOnAnotherNode: a client reads part of a topic from one node,
+// goes away, and resumes from its last id on another node: it gets exactly
+// what was published meanwhile, each publisher's order kept.
+func TestResumeOnAnotherNode(t *testing.T) {
+	f := newMemFarm("a", "b", "c")
+	nodes := startNodes(t, f, nil, "a", "b", "c")
+	c := openStream(t, nil, streamURL(nodes["a"], "x", "y"), "")
+	waitFor(t, func() bool { return nodes["a"].s.Users() == 1 })
+	for i := 1; i <= 3; i++ {
+		mustPublish(t, nodes["b"].url, "x", fmt.Sprint("b", i))
+	}
+	c.collect(t, 3)
+	last := c.lastID
+	c.close()
+	for i := 4; i <= 8; i++ {
+		mustPublish(t, nodes["b"].url, "x", fmt.Sprint("b", i))
+		mustPublish(t, nodes["a"].url, "y", fmt.Sprint("a", i))
+	}
+	c2 := openStream(t, nil, streamURL(nodes["c"], "x", "y"), last)
+	evs := c2.collect(t, 10)
+	c2.expectNothing(t, 200*time.Millisecond)
+	var bs, as []string
+	for _, ev := range evs {
+		switch ev.Event {
+		case "x":
+			bs = append(bs, ev.Data)
+		case "y":
+			as = append(as, ev.Data)
+		}
+	}
+	if got := strings.Join(bs, ","); got != "b4,b5,b6,b7,b8" {
+		t.Errorf("x after resume = %s", got)
+	}
+	if got := strings.Join(as, ","); got != "a4,a5,a6,a7,a8" {
+		t.Errorf("y after resume = %s", got)
+	}
+	// And the id of the last event resumes with nothing more.
+	c3 := openStream(t, nil, streamURL(nodes["b"], "x", "y"), c2.lastID)
+	c3.expectNothing(t, 200*time.Millisecond)
+}
+
+func TestResetWhenHistoryIsGone(t *testing.T) {
+	f := newMemFarm("a", "b")
+	nodes := startNodes(t, f, func(c *Config) { c.HistorySize = 3 }, "a", "b")
+	c := openStream(t, nil, streamURL(nodes["a"], "x"), "")
+	waitFor(t, func() bool { return nodes["a"].s.Users() == 1 })
+	mustPublish(t, nodes["a"].url, "x", "1")
+	c.collect(t, 1)
+	last := c.lastID
+	c.close()
+	for i := 2; i <= 10; i++ {
+		mustPublish(t, nodes["a"].url, "x", fmt.Sprint(i))
+	}
+	c2 := openStream(t, nil, streamURL(nodes["b"], "x"), last)
+	evs := c2.collect(t, 4)
+	if evs[0].Event != "farmlb-reset" || !strings.Contains(evs[0].Data, `"topic":"x"`) {
+		t.Fatalf("first event %+v, want farmlb-reset for x", evs[0])
+	}
+	var got []string
+	for _, ev := range evs[1:] {
+		got = append(got, ev.Data)
+	}
+	if strings.Join(got, ",") != "8,9,10" {
+		t.Errorf("after reset got %v, want the 3 messages history holds", got)
+	}
+}
+
+func TestBadCursorResets(t *testing.T) {
+	f := newMemFarm("a")
+	nodes := startNodes(t, f, nil, "a")
+	c := openStream(t, nil, streamURL(nodes["a"], "x"), "not-a-cursor!")
+	ev := c.next(t)
+	if ev.Event != "farmlb-reset" {
+		t.Fatalf("got %+v, want a reset", ev)
+	}
+	mustPublish(t, nodes["a"].url, "x", "live")
+	if ev := c.next(t); ev.Data != "live" {
+		t.Fatalf("got %+v", ev)
+	}
+}
+
+func TestPublishRequests(t *testing.T) {
+	f := newMemFarm("a")
+	nodes := startNodes(t, f, func(c *Config) { c.MaxPayload = 16 }, "a")
+	url := nodes["a"].url
+	tests := []struct {
+		name  string
+		topic string
+		body  string
+		hdr   []string
+		code  int
+		want  string
+	}{
+		{"ok", "t", "hello", nil, 200, `"topic":"t"`},
+		{"no token", "t", "x", []string{"Authorization", ""}, 401, "missing bearer token"},
+		{"wrong token", "t", "x", []string{"Authorization", "Bearer nope"}, 403, "wrong token"},
+		{"bad topic", "a%20b", "x", nil, 400, "invalid topic"},
+		{"reserved topic", "farmlb-move", "x", nil, 400, "reserved"},
+		{"long topic", strings.Repeat("t", 129), "x", nil, 400, "at most 128"},
+		{"too large", "t", strings.Repeat("x", 17), nil, 413, "larger than 16"},
+		{"not utf8", "t", "\xff\xfe", nil, 400, "UTF-8"},
+		{"bad key", "t", "x", []string{"Idempotency-Key", "a b"}, 400, "Idempotency-Key"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			code, body := publish(t, url, tc.topic, tc.body, tc.hdr...)
+			if code != tc.code || !strings.Contains(body, tc.want) {
+				t.Errorf("got %d %s, want %d containing %q", code, body, tc.code, tc.want)
+			}
+		})
+	}
+	resp, err := http.Get(url + "/publish/t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusMethodNotAllowed {
+		t.Errorf("GET /publish: %d", resp.StatusCode)
+	}
+}
+
+func TestIdempotencyKey(t *testing.T) {
+	f := newMemFarm("a", "b")
+	nodes := startNodes(t, f, nil, "a", "b")
+	c := openStream(t, nil, streamURL(nodes["b"], "t"), "")
+	waitFor(t, func() bool { return nodes["b"].s.Users() == 1 })
+	var ids []string
+	for _, n := range []string{"a", "a", "b"} { // the retry may land on another node
+		code, body := publish(t, nodes[n].url, "t", "once", "Idempotency-Key", "k-1")
+		if code != 200 {
+			t.Fatalf("%d %s", code, body)
+		}
+		var r struct{ ID string }
+		json.Unmarshal([]byte(body), &r)
+		ids = append(ids, r.ID)
+	}
+	if ids[0] != ids[1] || ids[0] != ids[2] {
+		t.Errorf("ids %v differ", ids)
+	}
+	c.collect(t, 1)
+	c.expectNothing(t, 200*time.Millisecond)
+}
+
+func TestCapacity(t *testing.T) {
+	f := newMemFarm("a", "b")
+	nodes := startNodes(t, f, func(c *Config) { c.Capacity = 1 }, "a", "b")
+	openStream(t, nil, streamURL(nodes["a"], "t"), "")
+	_, resp, err := tryStream(nil, streamURL(nodes["a"], "t"), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 503 || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("second stream: %d, Retry-After %q", resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+	if loc := resp.Header.Get("Location"); !strings.HasPrefix(loc, nodes["b"].url+"/stream?") {
+		t.Errorf("Location %q, want node b", loc)
+	}
+	if !strings.Contains(string(body), `"try":"`+nodes["b"].url+`"`) {
+		t.Errorf("body %s", body)
+	}
+}
+
+func TestDrain(t *testing.T) {
+	f := newMemFarm("a", "b")
+	nodes := startNodes(t, f, nil, "a", "b")
+	var cs []*sseClient
+	for i := 0; i < 4; i++ {
+		cs = append(cs, openStream(t, nil, streamURL(nodes["a"], "t"), ""))
+	}
+	waitFor(t, func() bool { return nodes["a"].s.Users() == 4 })
+	admin := func(path string) int {
+		req, _ := http.NewRequest("POST", nodes["a"].url+path, nil)
+		req.Header.Set("Authorization", "Bearer "+testToken)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := admin("/admin/drain"); code != 200 {
+		t.Fatalf("drain: %d", code)
+	}
+	if s, _ := nodes["a"].s.mesh.Table().Find("a"); s.Status != farm.StatusDraining {
+		t.Errorf("status %v, want DRAINING", s.Status)
+	}
+	_, resp, _ := tryStream(nil, streamURL(nodes["a"], "t"), "")
+	resp.Body.Close()
+	if resp.StatusCode != 503 || !strings.HasPrefix(resp.Header.Get("Location"), nodes["b"].url) {
+		t.Errorf("new stream while draining: %d %q", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	for i, c := range cs {
+		ev := c.next(t)
+		if ev.Event != "farmlb-move" || !strings.Contains(ev.Data, nodes["b"].url) {
+			t.Errorf("client %d: %+v", i, ev)
+		}
+	}
+	waitFor(t, func() bool { return nodes["a"].s.Users() == 0 })
+	if code := admin("/admin/undrain"); code != 200 {
+		t.Fatalf("undrain: %d", code)
+	}
+	openStream(t, nil, streamURL(nodes["a"], "t"), "")
+}
+
+func TestFarmEndpoint(t *testing.T) {
+	f := newMemFarm("a", "b")
+	nodes := startNodes(t, f, nil, "a", "b")
+	tests := []struct {
+		name, path, accept, ctype, want string
+	}{
+		{"json", "/farm", "", "application/json", `"name": "b"`},
+		{"text by query", "/farm?format=text", "", "text/plain", " UP 0 A"},
+		{"text by accept", "/farm", "text/plain", "text/plain", " UP 0 A"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			req, _ := http.NewRequest("GET", nodes["a"].url+tc.path, nil)
+			if tc.accept != "" {
+				req.Header.Set("Accept", tc.accept)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			b, _ := io.ReadAll(resp.Body)
+			if !strings.HasPrefix(resp.Header.Get("Content-Type"), tc.ctype) || !strings.Contains(string(b), tc.want) {
+				t.Errorf("%s %s", resp.Header.Get("Content-Type"), b)
+			}
+			if resp.Header.Get("Access-Control-Allow-Origin") != "*" {
+				t.Error("no CORS header")
+			}
+			l, _, err := farm.Decode(b)
+			if err != nil || len(l.Servers) != 2 || l.Reporter != "a" {
+				t.Errorf("decode: %v %+v", err, l)
+			}
+		})
+	}
+}
+
+func TestOtherEndpoints(t *testing.T) {
+	f := newMemFarm("a")
+	nodes := startNodes(t, f, nil, "a")
+	tests := []struct {
+		path string
+		code int
+		want string
+	}{
+		{"/healthz", 200, `"status":"UP"`},
+		{"/metrics", 200, "farmlb_pushd_streams"},
+		{"/", 200, "<title>farmlb"},
+		{"/dashboard/app.js", 200, "farmlb.js"},
+		{"/farmlb.js", 200, "export function subscribe"},
+		{"/demo/", 200, "Live prices"},
+		{"/stream", 400, "no topic"},
+		{"/stream?topic=a%20b", 400, "invalid topic"},
+		{"/nope", 404, ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.path, func(t *testing.T) {
+			resp, err := http.Get(nodes["a"].url + tc.path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			b, _ := io.ReadAll(resp.Body)
+			if resp.StatusCode != tc.code || !strings.Contains(string(b), tc.want) {
+				t.Errorf("%d %.200s", resp.StatusCode, b)
+			}
+		})
+	}
+}

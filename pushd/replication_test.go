@@ -1,0 +1,215 @@
+package pushd
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/farmlb/farmlb/farm"
+	"golang.org/x/net/http2"
+)
+
+// TestHTTP2Stream streams over h2c (HTTP/2 without TLS), the path that
+// keeps the handler goroutine.
+func TestHTTP2Stream(t *testing.T) {
+	f := newMemFarm("a")
+	nodes := startNodes(t, f, nil, "a")
+	tr := &http2.Transport{AllowHTTP: true, DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, network, addr)
+	}}
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Transport: tr}
+	c := openStream(t, client, streamURL(nodes["a"], "t"), "")
+	if c.resp.ProtoMajor != 2 {
+		t.Fatalf("proto %s", c.resp.Proto)
+	}
+	waitFor(t, func() bool { return nodes["a"].s.Users() == 1 })
+	mustPublish(t, nodes["a"].url, "t", "over h2")
+	if ev := c.next(t); ev.Data != "over h2" {
+		t.Fatalf("%+v", ev)
+	}
+	c.close()
+	waitFor(t, func() bool { return nodes["a"].s.Users() == 0 })
+}
+
+// TestGapFill: messages lost on the way to one node leave a gap it notices
+// with the next message; it fetches the missing range from a peer and its
+// clients get everything, in order.
+func TestGapFill(t *testing.T) {
+	f := newMemFarm("a", "b", "c")
+	nodes := startNodes(t, f, nil, "a", "b", "c")
+	c := openStream(t, nil, streamURL(nodes["c"], "t"), "")
+	waitFor(t, func() bool { return nodes["c"].s.Users() == 1 })
+	mustPublish(t, nodes["a"].url, "t", "1")
+	f.setCut("a", "c", true)
+	mustPublish(t, nodes["a"].url, "t", "2")
+	mustPublish(t, nodes["a"].url, "t", "3")
+	f.setCut("a", "c", false)
+	mustPublish(t, nodes["a"].url, "t", "4")
+	var got []string
+	for _, ev := range c.collect(t, 4) {
+		got = append(got, ev.Data)
+	}
+	if strings.Join(got, ",") != "1,2,3,4" {
+		t.Errorf("got %v", got)
+	}
+	c.expectNothing(t, 100*time.Millisecond)
+}
+
+// TestOriginDiesMidSend: the origin reached one peer and not the other,
+// then died; the peer that missed it learns of it when the origin goes DOWN
+// (the others tell what they hold) and fetches it.
+func TestOriginDiesMidSend(t *testing.T) {
+	f := newMemFarm("a", "b", "c")
+	nodes := startNodes(t, f, nil, "a", "b", "c")
+	c := openStream(t, nil, streamURL(nodes["c"], "t"), "")
+	waitFor(t, func() bool { return nodes["c"].s.Users() == 1 })
+	f.setCut("a", "c", true)
+	mustPublish(t, nodes["a"].url, "t", "only b has it")
+	nodes["a"].stop()
+	if ev := c.next(t); ev.Data != "only b has it" {
+		t.Fatalf("%+v", ev)
+	}
+}
+
+// TestAloneNodeDeliversAtOnce: with no other node UP, a publish is held by
+// every UP node as soon as this one has it.
+func TestAloneNodeDeliversAtOnce(t *testing.T) {
+	f := newMemFarm("a", "b")
+	nodes := startNodes(t, f, nil, "a", "b")
+	nodes["b"].stop()
+	c := openStream(t, nil, streamURL(nodes["a"], "t"), "")
+	waitFor(t, func() bool { return nodes["a"].s.Users() == 1 })
+	mustPublish(t, nodes["a"].url, "t", "alone")
+	if ev := c.next(t); ev.Data != "alone" {
+		t.Fatalf("%+v", ev)
+	}
+}
+
+// TestManyPublishersOrder: three publishers on three nodes; every client
+// gets every message once and each publisher's messages in order.
+func TestManyPublishersOrder(t *testing.T) {
+	f := newMemFarm("a", "b", "c")
+	nodes := startNodes(t, f, nil, "a", "b", "c")
+	names := []string{"a", "b", "c"}
+	var cs []*sseClient
+	for _, n := range names {
+		cs = append(cs, openStream(t, nil, streamURL(nodes[n], "t"), ""))
+	}
+	waitFor(t, func() bool { return nodes["a"].s.Users()+nodes["b"].s.Users()+nodes["c"].s.Users() == 3 })
+	const per = 30
+	done := make(chan struct{})
+	for _, n := range names {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			for i := 0; i < per; i++ {
+				req, _ := http.NewRequest("POST", nodes[n].url+"/publish/t", strings.NewReader(fmt.Sprintf("%s-%d", n, i)))
+				req.Header.Set("Authorization", "Bearer "+testToken)
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				resp.Body.Close()
+			}
+		}()
+	}
+	for range names {
+		<-done
+	}
+	for ci, c := range cs {
+		next := map[string]int{}
+		for _, ev := range c.collect(t, 3*per) {
+			var pub string
+			var i int
+			fmt.Sscanf(strings.Replace(ev.Data, "-", " ", 1), "%s %d", &pub, &i)
+			if next[pub] != i {
+				t.Fatalf("client %d: %s, want %s-%d", ci, ev.Data, pub, next[pub])
+			}
+			next[pub]++
+		}
+		c.expectNothing(t, 100*time.Millisecond)
+	}
+	_ = farm.StatusUp
+}
+
+// TestLateNodeCatchesUp: a node that starts (or restarts) after messages
+// were published fetches the history from its peers, so a client resuming
+// there gets what it missed; a new client there gets only new messages.
+func TestLateNodeCatchesUp(t *testing.T) {
+	f := newMemFarm("a", "b", "c")
+	nodes := startNodes(t, f, nil, "a", "b")
+	c := openStream(t, nil, streamURL(nodes["a"], "t"), "")
+	waitFor(t, func() bool { return nodes["a"].s.Users() == 1 })
+	mustPublish(t, nodes["a"].url, "t", "1")
+	c.collect(t, 1)
+	last := c.lastID
+	mustPublish(t, nodes["b"].url, "t", "2")
+	mustPublish(t, nodes["a"].url, "t", "3")
+	late := startNodes(t, f, nil, "c")["c"]
+	fresh := openStream(t, nil, streamURL(late, "t"), "")
+	resumed := openStream(t, nil, streamURL(late, "t"), last)
+	var got []string
+	for _, ev := range resumed.collect(t, 2) {
+		got = append(got, ev.Data)
+	}
+	if g := strings.Join(got, ","); g != "3,2" && g != "2,3" {
+		t.Errorf("resumed on the late node: %v, want 2 and 3", got)
+	}
+	mustPublish(t, nodes["b"].url, "t", "4")
+	if ev := fresh.next(t); ev.Data != "4" {
+		t.Errorf("new client on the late node got %+v, want only 4", ev)
+	}
+	if ev := resumed.next(t); ev.Data != "4" {
+		t.Errorf("resumed client: %+v", ev)
+	}
+}
+
+// TestForget: topics nobody streams and nothing was published on do not
+// stay in memory; a topic another node published on goes a day after its
+// history; one this node published on stays (its seq must not restart).
+func TestForget(t *testing.T) {
+	f := newMemFarm("a")
+	nodes := startNodes(t, f, nil, "a")
+	s := nodes["a"].s
+	c := openStream(t, nil, streamURL(nodes["a"], "empty", "kept", "theirs"), "")
+	mustPublish(t, nodes["a"].url, "kept", "x")
+	s.HandlePeer("b", encodeMessages([]*message{{Topic: "theirs", Origin: "b", Epoch: 42, Seq: 1, At: time.Now(), Data: []byte("y")}}))
+	c.collect(t, 2)
+	c.close()
+	waitFor(t, func() bool { return s.Users() == 0 })
+	tests := []struct {
+		name                string
+		at                  time.Time
+		kept, empty, theirs bool
+	}{
+		{"now", time.Now(), true, false, true},
+		{"after a day", time.Now().Add(25 * time.Hour), true, false, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s.hub.mu.Lock()
+			if tc.at.After(time.Now()) {
+				for _, tp := range s.hub.topics {
+					for len(tp.fifo) > 0 {
+						s.hub.evictLocked(tp)
+					}
+				}
+			}
+			s.hub.forgetLocked(tc.at)
+			_, kept := s.hub.topics["kept"]
+			_, empty := s.hub.topics["empty"]
+			_, theirs := s.hub.topics["theirs"]
+			s.hub.mu.Unlock()
+			if kept != tc.kept || empty != tc.empty || theirs != tc.theirs {
+				t.Errorf("kept=%v empty=%v theirs=%v, want %v %v %v", kept, empty, theirs, tc.kept, tc.empty, tc.theirs)
+			}
+		})
+	}
+}

@@ -1,0 +1,317 @@
+package pushd
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+)
+
+// The replication protocol between pushd nodes rides on peerlink's data
+// channel (reliable, ordered per peer). One mesh message is one frame:
+//
+//	version  byte (1)
+//	kind     byte
+//	body     kind-specific, every length bounded
+//
+// Kinds:
+//
+//	kindMessages  uvarint count, then count messages (see appendMessage)
+//	kindFill      topic, epoch (8), from uvarint, to uvarint: "send me these"
+//	kindHave      topic, origin, epoch (8), base uvarint, head uvarint:
+//	              "I hold base..head of this epoch" (answer to a fill, and
+//	              news that lets a peer notice it is behind)
+const (
+	wireVersion  = 1
+	kindMessages = 1
+	kindFill     = 2
+	kindHave     = 3
+)
+
+// Bounds of the wire format.
+const (
+	MaxTopicLen    = 128
+	MaxKeyLen      = 128
+	maxOriginLen   = 63
+	maxWirePayload = 1 << 20
+	maxBatch       = 4096
+	maxHaves       = 4096
+)
+
+// message is one published message, as every node holds it.
+type message struct {
+	Topic  string
+	Origin string    // the node that accepted the publish
+	Epoch  uint64    // the origin's incarnation
+	Seq    uint64    // gap-free per (epoch, topic), from 1
+	At     time.Time // when the origin accepted it
+	Key    string    // the publisher's Idempotency-Key, may be empty
+	Data   []byte
+
+	// At the origin only, guarded by hub.mu: acked is set once a peer
+	// holds the message; done is closed once it is delivered.
+	acked bool
+	done  chan struct{}
+
+	bodyOnce sync.Once
+	body     []byte // the event's shared part (sseBody)
+}
+
+// fill asks a peer for the messages from..to (inclusive) of an epoch.
+type fill struct {
+	Topic    string
+	Epoch    uint64
+	From, To uint64
+}
+
+// have tells a peer which messages of an epoch a node holds.
+type have struct {
+	Topic  string
+	Origin string
+	Epoch  uint64
+	Base   uint64 // lowest seq held (Head+1 when none)
+	Head   uint64 // highest contiguous seq held
+}
+
+// frame is a decoded mesh message: exactly one of its fields is set.
+type frame struct {
+	Messages []*message
+	Fill     *fill
+	Haves    []have
+}
+
+// WireError says why a frame from a peer could not be decoded.
+type WireError struct{ Reason string }
+
+func (e *WireError) Error() string { return "pushd wire: " + e.Reason }
+
+func appendString(b []byte, s string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
+}
+
+func appendMessage(b []byte, m *message) []byte {
+	b = appendString(b, m.Topic)
+	b = appendString(b, m.Origin)
+	b = binary.BigEndian.AppendUint64(b, m.Epoch)
+	b = binary.AppendUvarint(b, m.Seq)
+	b = binary.AppendVarint(b, m.At.UnixNano())
+	b = appendString(b, m.Key)
+	b = binary.AppendUvarint(b, uint64(len(m.Data)))
+	return append(b, m.Data...)
+}
+
+// messageSize is an upper bound of appendMessage's output.
+func messageSize(m *message) int {
+	return 4*binary.MaxVarintLen64 + 8 + len(m.Topic) + len(m.Origin) + len(m.Key) + len(m.Data) + 3
+}
+
+func encodeMessages(ms []*message) []byte {
+	n := 2 + binary.MaxVarintLen64
+	for _, m := range ms {
+		n += messageSize(m)
+	}
+	b := make([]byte, 0, n)
+	b = append(b, wireVersion, kindMessages)
+	b = binary.AppendUvarint(b, uint64(len(ms)))
+	for _, m := range ms {
+		b = appendMessage(b, m)
+	}
+	return b
+}
+
+func encodeFill(f fill) []byte {
+	b := []byte{wireVersion, kindFill}
+	b = appendString(b, f.Topic)
+	b = binary.BigEndian.AppendUint64(b, f.Epoch)
+	b = binary.AppendUvarint(b, f.From)
+	return binary.AppendUvarint(b, f.To)
+}
+
+func encodeHaves(hs []have) []byte {
+	b := []byte{wireVersion, kindHave}
+	b = binary.AppendUvarint(b, uint64(len(hs)))
+	for _, h := range hs {
+		b = appendString(b, h.Topic)
+		b = appendString(b, h.Origin)
+		b = binary.BigEndian.AppendUint64(b, h.Epoch)
+		b = binary.AppendUvarint(b, h.Base)
+		b = binary.AppendUvarint(b, h.Head)
+	}
+	return b
+}
+
+// decoder reads a frame, remembering the first error.
+type decoder struct {
+	b   []byte
+	err error
+}
+
+func (d *decoder) fail(format string, args ...any) {
+	if d.err == nil {
+		d.err = &WireError{fmt.Sprintf(format, args...)}
+	}
+}
+
+func (d *decoder) uvarint(what string) uint64 {
+	if d.err != nil {
+		return 0
+	}
+	v, n := binary.Uvarint(d.b)
+	if n <= 0 {
+		d.fail("%s: bad varint", what)
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *decoder) varint(what string) int64 {
+	if d.err != nil {
+		return 0
+	}
+	v, n := binary.Varint(d.b)
+	if n <= 0 {
+		d.fail("%s: bad varint", what)
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *decoder) u64(what string) uint64 {
+	if d.err != nil {
+		return 0
+	}
+	if len(d.b) < 8 {
+		d.fail("%s: truncated", what)
+		return 0
+	}
+	v := binary.BigEndian.Uint64(d.b)
+	d.b = d.b[8:]
+	return v
+}
+
+func (d *decoder) bytes(what string, max int) []byte {
+	n := d.uvarint(what + " length")
+	if d.err != nil {
+		return nil
+	}
+	if n > uint64(max) {
+		d.fail("%s: %d bytes, at most %d", what, n, max)
+		return nil
+	}
+	if n > uint64(len(d.b)) {
+		d.fail("%s: truncated", what)
+		return nil
+	}
+	v := d.b[:n:n]
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *decoder) topic() string {
+	t := string(d.bytes("topic", MaxTopicLen))
+	if d.err == nil {
+		if err := CheckTopic(t); err != nil {
+			d.fail("%v", err)
+		}
+	}
+	return t
+}
+
+func (d *decoder) message() *message {
+	m := &message{}
+	m.Topic = d.topic()
+	m.Origin = string(d.bytes("origin", maxOriginLen))
+	m.Epoch = d.u64("epoch")
+	m.Seq = d.uvarint("seq")
+	m.At = time.Unix(0, d.varint("time"))
+	m.Key = string(d.bytes("key", MaxKeyLen))
+	if data := d.bytes("data", maxWirePayload); data != nil {
+		m.Data = append([]byte(nil), data...) // the frame's buffer belongs to the mesh
+	}
+	if d.err == nil && m.Seq == 0 {
+		d.fail("seq 0")
+	}
+	return m
+}
+
+// decodeFrame parses one mesh message. It never panics and copies what it
+// keeps, so body may be reused by the caller.
+func decodeFrame(body []byte) (frame, error) {
+	var f frame
+	if len(body) < 2 {
+		return f, &WireError{"short frame"}
+	}
+	if body[0] != wireVersion {
+		return f, &WireError{fmt.Sprintf("unknown version %d", body[0])}
+	}
+	d := &decoder{b: body[2:]}
+	switch body[1] {
+	case kindMessages:
+		n := d.uvarint("count")
+		if n > maxBatch {
+			d.fail("%d messages, at most %d", n, maxBatch)
+		}
+		for i := uint64(0); i < n && d.err == nil; i++ {
+			m := d.message()
+			if d.err == nil {
+				f.Messages = append(f.Messages, m)
+			}
+		}
+	case kindFill:
+		fl := &fill{Topic: d.topic(), Epoch: d.u64("epoch"), From: d.uvarint("from"), To: d.uvarint("to")}
+		if d.err == nil && (fl.From == 0 || fl.To < fl.From) {
+			d.fail("bad fill range %d..%d", fl.From, fl.To)
+		}
+		f.Fill = fl
+	case kindHave:
+		n := d.uvarint("count")
+		if n > maxHaves {
+			d.fail("%d haves, at most %d", n, maxHaves)
+		}
+		for i := uint64(0); i < n && d.err == nil; i++ {
+			h := have{Topic: d.topic(), Origin: string(d.bytes("origin", maxOriginLen)), Epoch: d.u64("epoch"), Base: d.uvarint("base"), Head: d.uvarint("head")}
+			if d.err == nil && h.Base > h.Head+1 {
+				d.fail("bad have range %d..%d", h.Base, h.Head)
+			}
+			f.Haves = append(f.Haves, h)
+		}
+	default:
+		return f, &WireError{fmt.Sprintf("unknown kind %d", body[1])}
+	}
+	if d.err == nil && len(d.b) > 0 {
+		d.fail("%d bytes after the frame", len(d.b))
+	}
+	if d.err != nil {
+		return frame{}, d.err
+	}
+	return f, nil
+}
+
+var errTopic = errors.New("invalid topic")
+
+// CheckTopic reports whether a topic name follows the rules: 1 to 128
+// characters of A–Z a–z 0–9 . _ -, not starting with "farmlb-" (reserved for
+// the server's own events).
+func CheckTopic(t string) error {
+	if t == "" {
+		return fmt.Errorf("%w: empty", errTopic)
+	}
+	if len(t) > MaxTopicLen {
+		return fmt.Errorf("%w: %d bytes, at most %d", errTopic, len(t), MaxTopicLen)
+	}
+	for i := 0; i < len(t); i++ {
+		c := t[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return fmt.Errorf("%w: %q has character %q (allowed: A-Z a-z 0-9 . _ -)", errTopic, t, c)
+		}
+	}
+	if len(t) >= 7 && strings.EqualFold(t[:7], "farmlb-") {
+		return fmt.Errorf("%w: %q: names starting with farmlb- are reserved", errTopic, t)
+	}
+	return nil
+}

@@ -1,0 +1,2 @@
+want bc bc
+want curl curl

@@ -1,0 +1,2 @@
+want node nodejs
+want chromium chromium

@@ -1,0 +1,392 @@
+// Package testbed is a network-namespace lab: it builds a small network of
+// separate hosts on one Linux machine (one bridge, one network namespace per
+// host, a veth pair joining each host to the bridge, addresses in
+// 198.18.0.0/15), runs the real farmlb binaries inside those hosts as
+// subprocesses, breaks things on a timeline and measures what the clients
+// felt.
+//
+// Every kernel object the lab creates is named with a fixed prefix (see
+// DefaultPrefix), so Down can remove leftovers after a crash by name alone.
+package testbed
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+)
+
+// DefaultPrefix starts the name of every namespace and link the lab makes.
+const DefaultPrefix = "flb-"
+
+// ErrNotRoot is returned when the lab is asked to change the network without
+// the privileges to do so.
+var ErrNotRoot = errors.New("testbed needs root (CAP_NET_ADMIN and CAP_SYS_ADMIN) to create network namespaces, bridges and veth pairs; run it as root, e.g. with sudo")
+
+// RequireRoot returns ErrNotRoot unless the process runs as root.
+func RequireRoot() error {
+	if os.Geteuid() != 0 {
+		return ErrNotRoot
+	}
+	return nil
+}
+
+// LabNet is the network every lab uses: 198.18.0.0/15, set aside for
+// benchmarking (RFC 2544), so no lab address can be anything real.
+var LabNet = netip.MustParsePrefix("198.18.0.0/15")
+
+// HostConfig names one host of the lab and gives its address.
+type HostConfig struct {
+	// Name is the host's name; the namespace is Prefix+Name and the
+	// bridge-side veth is Prefix+Name too, so it must be short enough for an
+	// interface name (15 bytes with the prefix and a "-p" suffix).
+	Name string
+	// Addr is the host's address inside LabNet.
+	Addr netip.Addr
+}
+
+// LabConfig describes a lab.
+type LabConfig struct {
+	// Prefix starts every namespace and link name. If empty, DefaultPrefix.
+	Prefix string
+	// Hosts are the hosts to create, each in its own namespace.
+	Hosts []HostConfig
+	// LogDir receives one log file per host (<host>.log). If empty, a new
+	// temporary folder.
+	LogDir string
+	// Logger receives the lab's own progress. If nil, slog.Default().
+	Logger *slog.Logger
+}
+
+// Lab is a running set of hosts. Close removes everything it made.
+type Lab struct {
+	cfg    LabConfig
+	log    *slog.Logger
+	bridge string
+	hosts  map[string]*Host
+	order  []*Host
+
+	mu    sync.Mutex
+	procs []*Proc
+}
+
+// maxIfName is the kernel's IFNAMSIZ less the trailing NUL.
+const maxIfName = 15
+
+func (c *LabConfig) validate() error {
+	if c.Prefix == "" {
+		c.Prefix = DefaultPrefix
+	}
+	if len(c.Prefix)+len("br") > maxIfName {
+		return fmt.Errorf("prefix %q is too long for an interface name", c.Prefix)
+	}
+	if len(c.Hosts) == 0 {
+		return errors.New("a lab needs at least one host")
+	}
+	seenName := map[string]bool{}
+	seenAddr := map[netip.Addr]bool{}
+	for i, h := range c.Hosts {
+		switch {
+		case h.Name == "" || strings.ContainsAny(h.Name, "/ \t\n"):
+			return fmt.Errorf("hosts[%d].name: %q is not a usable host name", i, h.Name)
+		case len(c.Prefix)+len(h.Name)+len("-p") > maxIfName:
+			return fmt.Errorf("hosts[%d].name: %q is too long (the prefix, the name and \"-p\" must fit in %d bytes)", i, h.Name, maxIfName)
+		case h.Name == "br":
+			return fmt.Errorf("hosts[%d].name: %q is taken by the bridge", i, h.Name)
+		case seenName[h.Name]:
+			return fmt.Errorf("hosts[%d].name: %q is used twice", i, h.Name)
+		case !LabNet.Contains(h.Addr):
+			return fmt.Errorf("hosts[%d].addr: %v is outside %v", i, h.Addr, LabNet)
+		case seenAddr[h.Addr]:
+			return fmt.Errorf("hosts[%d].addr: %v is used twice", i, h.Addr)
+		}
+		seenName[h.Name] = true
+		seenAddr[h.Addr] = true
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return nil
+}
+
+// Up builds the lab: the bridge, then for every host a namespace, a veth pair
+// with one end on the bridge and the other, renamed eth0, in the namespace
+// with the host's address, and lo up. If anything fails, what was made so far
+// is removed before Up returns.
+func Up(cfg LabConfig) (*Lab, error) {
+	if err := RequireRoot(); err != nil {
+		return nil, err
+	}
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	if cfg.LogDir == "" {
+		dir, err := os.MkdirTemp("", "farmlb-testbed-")
+		if err != nil {
+			return nil, err
+		}
+		cfg.LogDir = dir
+	}
+	if err := os.MkdirAll(cfg.LogDir, 0o755); err != nil {
+		return nil, err
+	}
+	l := &Lab{cfg: cfg, log: cfg.Logger, bridge: cfg.Prefix + "br", hosts: map[string]*Host{}}
+	if err := l.build(); err != nil {
+		_ = l.Close()
+		return nil, err
+	}
+	return l, nil
+}
+
+func (l *Lab) build() error {
+	br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: l.bridge}}
+	if err := netlink.LinkAdd(br); err != nil {
+		return fmt.Errorf("add bridge %s: %w (a previous lab may be left over: run `testbed down`)", l.bridge, err)
+	}
+	if err := netlink.LinkSetUp(br); err != nil {
+		return fmt.Errorf("bridge %s up: %w", l.bridge, err)
+	}
+	for _, hc := range l.cfg.Hosts {
+		h := &Host{Name: hc.Name, Addr: hc.Addr, NS: l.cfg.Prefix + hc.Name, Veth: l.cfg.Prefix + hc.Name, lab: l}
+		// Registered before it is built, so Close removes a half-built host.
+		l.hosts[h.Name] = h
+		l.order = append(l.order, h)
+		if err := l.buildHost(h); err != nil {
+			return fmt.Errorf("host %s: %w", h.Name, err)
+		}
+	}
+	l.log.Info("lab up", "hosts", len(l.order), "bridge", l.bridge, "logs", l.cfg.LogDir)
+	return nil
+}
+
+// newNamedNS creates a named namespace. netns.NewNamed switches the calling
+// thread into the new namespace, so the thread is locked and switched back;
+// if switching back fails the thread stays locked and dies with its
+// goroutine rather than serve others in the wrong namespace.
+func newNamedNS(name string) (err error) {
+	runtime.LockOSThread()
+	orig, err := netns.Get()
+	if err != nil {
+		runtime.UnlockOSThread()
+		return err
+	}
+	defer orig.Close()
+	ns, nerr := netns.NewNamed(name)
+	if serr := netns.Set(orig); serr != nil {
+		if nerr == nil {
+			ns.Close()
+		}
+		return fmt.Errorf("return to the original namespace: %w", serr)
+	}
+	runtime.UnlockOSThread()
+	if nerr != nil {
+		return fmt.Errorf("create namespace %s: %w", name, nerr)
+	}
+	return ns.Close()
+}
+
+func (l *Lab) buildHost(h *Host) error {
+	if err := newNamedNS(h.NS); err != nil {
+		return err
+	}
+	peer := h.Veth + "-p"
+	veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: h.Veth}, PeerName: peer}
+	if err := netlink.LinkAdd(veth); err != nil {
+		return fmt.Errorf("add veth %s: %w", h.Veth, err)
+	}
+	br, err := netlink.LinkByName(l.bridge)
+	if err != nil {
+		return err
+	}
+	hostEnd, err := netlink.LinkByName(h.Veth)
+	if err != nil {
+		return err
+	}
+	if err := netlink.LinkSetMaster(hostEnd, br); err != nil {
+		return fmt.Errorf("attach %s to %s: %w", h.Veth, l.bridge, err)
+	}
+	if err := netlink.LinkSetUp(hostEnd); err != nil {
+		return err
+	}
+	peerEnd, err := netlink.LinkByName(peer)
+	if err != nil {
+		return err
+	}
+	ns, err := netns.GetFromName(h.NS)
+	if err != nil {
+		return err
+	}
+	defer ns.Close()
+	if err := netlink.LinkSetNsFd(peerEnd, int(ns)); err != nil {
+		return fmt.Errorf("move %s into %s: %w", peer, h.NS, err)
+	}
+	return h.withHandle(func(nh *netlink.Handle) error {
+		lo, err := nh.LinkByName("lo")
+		if err != nil {
+			return err
+		}
+		if err := nh.LinkSetUp(lo); err != nil {
+			return err
+		}
+		in, err := nh.LinkByName(peer)
+		if err != nil {
+			return err
+		}
+		if err := nh.LinkSetName(in, "eth0"); err != nil {
+			return err
+		}
+		addr := &netlink.Addr{IPNet: prefixNet(netip.PrefixFrom(h.Addr, LabNet.Bits()))}
+		if err := nh.AddrAdd(in, addr); err != nil {
+			return fmt.Errorf("address %v: %w", h.Addr, err)
+		}
+		return nh.LinkSetUp(in)
+	})
+}
+
+// Host returns the named host.
+func (l *Lab) Host(name string) (*Host, bool) {
+	h, ok := l.hosts[name]
+	return h, ok
+}
+
+// Hosts returns the hosts in the order they were configured.
+func (l *Lab) Hosts() []*Host { return append([]*Host(nil), l.order...) }
+
+// LogDir is the folder holding one log file per host.
+func (l *Lab) LogDir() string { return l.cfg.LogDir }
+
+// Prefix is the name prefix of everything this lab made.
+func (l *Lab) Prefix() string { return l.cfg.Prefix }
+
+// Close stops every process the lab started (SIGKILL, then waits for it),
+// and removes the namespaces, veth pairs and bridge. It reports every error
+// but carries on, so one failure does not leave the rest behind.
+func (l *Lab) Close() error {
+	l.mu.Lock()
+	procs := l.procs
+	l.procs = nil
+	l.mu.Unlock()
+	var errs []error
+	for _, p := range procs {
+		p.kill()
+	}
+	for _, p := range procs {
+		<-p.done
+	}
+	for _, h := range l.order {
+		if err := deleteLink(h.Veth); err != nil {
+			errs = append(errs, err)
+		}
+		if err := netns.DeleteNamed(h.NS); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, fmt.Errorf("delete namespace %s: %w", h.NS, err))
+		}
+	}
+	if err := deleteLink(l.bridge); err != nil {
+		errs = append(errs, err)
+	}
+	l.log.Info("lab down", "hosts", len(l.order))
+	return errors.Join(errs...)
+}
+
+func deleteLink(name string) error {
+	link, err := netlink.LinkByName(name)
+	if err != nil {
+		var nf netlink.LinkNotFoundError
+		if errors.As(err, &nf) {
+			return nil
+		}
+		return fmt.Errorf("find link %s: %w", name, err)
+	}
+	if err := netlink.LinkDel(link); err != nil {
+		return fmt.Errorf("delete link %s: %w", name, err)
+	}
+	return nil
+}
+
+// Leftovers lists the namespaces and links whose names start with prefix.
+func Leftovers(prefix string) (namespaces, links []string, err error) {
+	entries, err := os.ReadDir(netnsDir)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, nil, err
+	}
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), prefix) {
+			namespaces = append(namespaces, e.Name())
+		}
+	}
+	all, err := netlink.LinkList()
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, link := range all {
+		if strings.HasPrefix(link.Attrs().Name, prefix) {
+			links = append(links, link.Attrs().Name)
+		}
+	}
+	return namespaces, links, nil
+}
+
+// netnsDir is where named namespaces are bind-mounted (as `ip netns` does).
+const netnsDir = "/var/run/netns"
+
+// Removed says what Down removed.
+type Removed struct {
+	Processes  []int
+	Namespaces []string
+	Links      []string
+}
+
+// Down removes every namespace and link whose name starts with prefix, and
+// first kills (SIGKILL) every process still living in one of those
+// namespaces — what a crashed `testbed run` leaves behind.
+func Down(prefix string) (Removed, error) {
+	var r Removed
+	if err := RequireRoot(); err != nil {
+		return r, err
+	}
+	if prefix == "" {
+		return r, errors.New("down needs a non-empty prefix")
+	}
+	namespaces, _, err := Leftovers(prefix)
+	if err != nil {
+		return r, err
+	}
+	var errs []error
+	for _, name := range namespaces {
+		pids, err := pidsInNamespace(filepath.Join(netnsDir, name))
+		if err != nil {
+			errs = append(errs, err)
+		}
+		for _, pid := range pids {
+			if p, err := os.FindProcess(pid); err == nil && p.Kill() == nil {
+				r.Processes = append(r.Processes, pid)
+			}
+		}
+		if err := netns.DeleteNamed(name); err != nil {
+			errs = append(errs, fmt.Errorf("delete namespace %s: %w", name, err))
+			continue
+		}
+		r.Namespaces = append(r.Namespaces, name)
+	}
+	// Links are listed again: removing a namespace removes the veth ends in it.
+	_, links, err := Leftovers(prefix)
+	if err != nil {
+		return r, err
+	}
+	for _, name := range links {
+		if err := deleteLink(name); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		r.Links = append(r.Links, name)
+	}
+	return r, errors.Join(errs...)
+}

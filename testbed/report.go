@@ -1,0 +1,505 @@
+package testbed
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/farmlb/farmlb/farm"
+)
+
+// Report is what a run measured. Times are milliseconds; -1 means "not
+// applicable" (no such fault in the scenario) or "never happened" (see
+// Notes).
+type Report struct {
+	Scenario string `json:"scenario"`
+	Pass     bool   `json:"pass"`
+	// Failures lists every expectation the run missed.
+	Failures []string `json:"failures"`
+
+	// DetectMSMax is the slowest member (other pushd nodes, dnsd) to list
+	// the victim as not UP, from the fault.
+	DetectMSMax int64 `json:"detect_ms_max"`
+	// DetectMS is each member's time.
+	DetectMS map[string]int64 `json:"detect_ms"`
+	// DNSRemovedMS is the time until the resolver host no longer gets the
+	// victim's address for the service name.
+	DNSRemovedMS int64 `json:"dns_removed_ms"`
+
+	ReconnectMSP50 int64 `json:"reconnect_ms_p50"`
+	ReconnectMSP99 int64 `json:"reconnect_ms_p99"`
+	ReconnectMSMax int64 `json:"reconnect_ms_max"`
+	Reconnects     int   `json:"reconnects"`
+
+	// Lost counts acknowledged messages a client should have had (after
+	// its first message) and never got; Duplicated, messages a client got
+	// more than once; Resets, explicit farmlb-reset events.
+	Lost       int `json:"lost"`
+	Duplicated int `json:"duplicated"`
+	Resets     int `json:"resets"`
+	Published  int `json:"published"`
+	// Clients arrived; Streaming were connected at the end; Silent never
+	// received a message.
+	Clients   int `json:"clients"`
+	Streaming int `json:"streaming"`
+	Silent    int `json:"silent"`
+
+	// MaxOverMean is the busiest UP node's users over the mean of the UP
+	// nodes, at the end (after settling); Users are those counts.
+	MaxOverMean float64        `json:"max_over_mean"`
+	Users       map[string]int `json:"users"`
+	// Stranded are clients that arrived but were not streaming from a live
+	// node at the end: Clients less the users the UP nodes report. A client
+	// stuck on a dead node's socket shows here, whatever it believes.
+	Stranded int `json:"stranded"`
+
+	// FalseDown counts observations (a member's list, polled every 100 ms)
+	// that showed a node DOWN while it was running and reachable by clients.
+	FalseDown int `json:"false_down"`
+	// ResolveFailures counts failed _farm TXT lookups through the resolver.
+	ResolveFailures int   `json:"resolve_failures"`
+	ResolveQueries  int   `json:"resolve_queries"`
+	DurationMS      int64 `json:"duration_ms"`
+
+	Faults []faultRecord `json:"faults"`
+	Notes  []string      `json:"notes"`
+
+	reconnects []int64
+}
+
+func (r *runner) report(balance map[string]int) (*Report, error) {
+	rep := &Report{Scenario: r.s.Name, DetectMSMax: -1, DNSRemovedMS: -1, DetectMS: map[string]int64{},
+		Users: balance, Faults: r.faults, Failures: []string{}, Notes: []string{},
+		DurationMS: time.Since(r.start).Milliseconds()}
+	rc := r.rec
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+
+	// Detection and DNS removal of the victim.
+	if st, ok := r.s.Victim(); ok {
+		t0 := r.start.Add(st.At)
+		for _, f := range rc.faults {
+			if f.st.Target == st.Target && f.st.Fault == st.Fault {
+				t0 = f.at
+				break
+			}
+		}
+		for _, s := range rc.lists {
+			if s.reporter == st.Target || s.list == nil || s.at.Before(t0) {
+				continue
+			}
+			if _, done := rep.DetectMS[s.reporter]; done {
+				continue
+			}
+			if sv, ok := s.list.Find(st.Target); ok && sv.Status != farm.StatusUp {
+				rep.DetectMS[s.reporter] = s.at.Sub(t0).Milliseconds()
+			}
+		}
+		members := []string{}
+		for _, n := range r.plan.Nodes {
+			if n.Name != st.Target {
+				members = append(members, n.Name)
+			}
+		}
+		for _, o := range r.plan.NS {
+			members = append(members, o.Name)
+		}
+		for _, m := range members {
+			d, ok := rep.DetectMS[m]
+			if !ok {
+				rep.Notes = append(rep.Notes, fmt.Sprintf("%s never listed %s as not UP", m, st.Target))
+				continue
+			}
+			rep.DetectMSMax = max(rep.DetectMSMax, d)
+		}
+		if victim, ok := r.lab.Host(st.Target); ok && r.s.DNS {
+			for _, s := range rc.resolved {
+				if s.at.Before(t0) || s.err != nil {
+					continue
+				}
+				if !slices.Contains(s.addrs, victim.Addr) {
+					rep.DNSRemovedMS = s.at.Sub(t0).Milliseconds()
+					break
+				}
+			}
+			if rep.DNSRemovedMS < 0 {
+				rep.Notes = append(rep.Notes, fmt.Sprintf("the resolver kept giving %s's address %v", st.Target, victim.Addr))
+			}
+		}
+	}
+
+	// Lists that showed a running node DOWN.
+	rep.FalseDown = falseDowns(rc, r.plan)
+
+	for _, s := range rc.txt {
+		rep.ResolveQueries++
+		if s.err != nil {
+			rep.ResolveFailures++
+		}
+	}
+
+	// What the clients got.
+	acked := r.pub.ackedSet()
+	rep.Published = len(acked)
+	swarm := r.s.Clients.Kind != "agent"
+	for _, a := range r.agents {
+		add := rep.addClients
+		if swarm {
+			add = rep.addSwarm
+		}
+		if err := add(a.out, acked); err != nil {
+			return nil, err
+		}
+	}
+	if n := len(rep.reconnects); n > 0 && !swarm {
+		slices.Sort(rep.reconnects)
+		rep.Reconnects = n
+		rep.ReconnectMSP50 = percentile(rep.reconnects, 0.50)
+		rep.ReconnectMSP99 = percentile(rep.reconnects, 0.99)
+		rep.ReconnectMSMax = rep.reconnects[n-1]
+	}
+	live := 0
+	for _, u := range balance {
+		live += u
+	}
+	rep.Stranded = max(0, rep.Clients-live)
+	if len(balance) > 0 {
+		sum, most := 0, 0
+		for _, u := range balance {
+			sum += u
+			most = max(most, u)
+		}
+		if sum > 0 {
+			rep.MaxOverMean = math.Round(float64(most)/(float64(sum)/float64(len(balance)))*1000) / 1000
+		}
+	}
+	rep.check(r.s.Expect)
+	return rep, nil
+}
+
+// falseDowns counts list observations that show a node DOWN while its
+// daemon runs and its host is on the network. A node is "down by design"
+// from a fault that stops it until 15 s after the step that brings it back
+// (time enough for the mesh to see it again).
+func falseDowns(rc *recorder, p Plan) int {
+	type interval struct{ from, to time.Time }
+	downs := map[string][]interval{}
+	open := map[string]time.Time{}
+	const grace = 15 * time.Second
+	for _, f := range rc.faults {
+		switch f.st.Fault {
+		case "kill", "stop", "term", "link-down", "dns-down":
+			if _, ok := open[f.st.Target]; !ok {
+				open[f.st.Target] = f.at
+			}
+		case "restart", "cont", "link-up", "dns-up":
+			from, ok := open[f.st.Target]
+			if !ok {
+				from = f.at // a restart of a running node takes it away too
+			}
+			delete(open, f.st.Target)
+			downs[f.st.Target] = append(downs[f.st.Target], interval{from, f.at.Add(grace)})
+		case "drain":
+			// DRAINING is not DOWN; nothing to excuse.
+		}
+	}
+	for name, from := range open {
+		downs[name] = append(downs[name], interval{from, from.Add(100 * time.Hour)})
+	}
+	excused := func(name string, at time.Time) bool {
+		for _, iv := range downs[name] {
+			if !at.Before(iv.from) && at.Before(iv.to) {
+				return true
+			}
+		}
+		return false
+	}
+	n := 0
+	for _, s := range rc.lists {
+		if s.list == nil || excused(s.reporter, s.at) {
+			continue
+		}
+		for _, sv := range s.list.Servers {
+			if sv.Status == farm.StatusDown && !excused(sv.Name, s.at) {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+// addClients reads one agent's output: one record per client.
+func (rep *Report) addClients(path string, acked map[int]time.Time) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("client output: %w", err)
+	}
+	defer f.Close()
+	lastAcked := 0
+	for s := range acked {
+		lastAcked = max(lastAcked, s)
+	}
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 0, 64<<10), 16<<20)
+	for sc.Scan() {
+		var kind struct {
+			Kind string `json:"kind"`
+		}
+		if err := json.Unmarshal(sc.Bytes(), &kind); err != nil {
+			return fmt.Errorf("%s: %w", path, err)
+		}
+		switch kind.Kind {
+		case "client":
+			var c AgentClient
+			if err := json.Unmarshal(sc.Bytes(), &c); err != nil {
+				return err
+			}
+			rep.Clients++
+			for _, f := range c.Failovers {
+				rep.reconnects = append(rep.reconnects, f.TookMS)
+			}
+			rep.Duplicated += c.Duplicated
+			rep.Resets += c.Resets
+			if c.Node != "" {
+				rep.Streaming++
+			}
+			if len(c.Seqs) == 0 {
+				if c.FirstConnectMS != 0 {
+					rep.Silent++
+				}
+				continue
+			}
+			// Every acknowledged number after the client's first is owed to it.
+			first := c.Seqs[0][0]
+			got := 0
+			for _, rg := range c.Seqs {
+				lo, hi := max(rg[0], first), min(rg[1], lastAcked)
+				if hi >= lo {
+					got += hi - lo + 1
+				}
+			}
+			if owed := lastAcked - first + 1; owed > got {
+				rep.Lost += owed - got
+			}
+		}
+	}
+	return sc.Err()
+}
+
+// swarmSummary is the part of `farmctl swarm --json`'s summary the lab reads.
+type swarmSummary struct {
+	Clients     int            `json:"clients"`
+	Connected   int            `json:"connected"`
+	Nodes       map[string]int `json:"nodes"`
+	Events      int            `json:"events"`
+	Lost        int            `json:"lost"`
+	Duplicated  int            `json:"duplicated"`
+	Resets      int            `json:"resets"`
+	Failovers   int            `json:"failovers"`
+	ReconnectMs struct {
+		P50 float64 `json:"p50"`
+		P99 float64 `json:"p99"`
+		Max float64 `json:"max"`
+	} `json:"reconnect_ms"`
+}
+
+// addSwarm reads one `farmctl swarm --json` summary. A swarm counts as lost
+// the gaps in each client's sequence; it reports percentiles, not each
+// reconnect, so across several swarms p50 and p99 are the largest of the
+// swarms' (an upper bound) and max is exact.
+func (rep *Report) addSwarm(path string, _ map[int]time.Time) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("swarm output: %w", err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(data)), "\n")
+	var s swarmSummary
+	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &s); err != nil {
+		return fmt.Errorf("swarm output %s: %w (%q)", path, err, data)
+	}
+	rep.Clients += s.Clients
+	rep.Streaming += s.Connected
+	rep.Lost += s.Lost
+	rep.Duplicated += s.Duplicated
+	rep.Resets += s.Resets
+	rep.Reconnects += s.Failovers
+	rep.ReconnectMSP50 = max(rep.ReconnectMSP50, int64(s.ReconnectMs.P50))
+	rep.ReconnectMSP99 = max(rep.ReconnectMSP99, int64(s.ReconnectMs.P99))
+	rep.ReconnectMSMax = max(rep.ReconnectMSMax, int64(s.ReconnectMs.Max))
+	if s.Connected < s.Clients {
+		rep.Notes = append(rep.Notes, fmt.Sprintf("%s: %d of %d clients streaming at the end", filepath.Base(path), s.Connected, s.Clients))
+	}
+	if s.Events == 0 && s.Connected > 0 {
+		rep.Silent += s.Connected
+	}
+	return nil
+}
+
+func percentile(sorted []int64, q float64) int64 {
+	i := int(math.Ceil(q*float64(len(sorted)))) - 1
+	return sorted[max(0, min(i, len(sorted)-1))]
+}
+
+// check compares the report with the scenario's expectations.
+func (rep *Report) check(e Expect) {
+	fail := func(format string, args ...any) { rep.Failures = append(rep.Failures, fmt.Sprintf(format, args...)) }
+	atMost := func(name string, got int64, limit *int) {
+		if limit != nil && got > int64(*limit) {
+			fail("%s %d > %d", name, got, *limit)
+		}
+	}
+	atMost("lost", int64(rep.Lost), e.Lost)
+	atMost("duplicated", int64(rep.Duplicated), e.Duplicated)
+	atMost("false_down", int64(rep.FalseDown), e.FalseDown)
+	atMost("resolve_failures", int64(rep.ResolveFailures), e.ResolveFailures)
+	atMost("reconnect_ms_p99", rep.ReconnectMSP99, e.ReconnectMSP99)
+	if e.DetectMSMax != nil && (rep.DetectMSMax < 0 || rep.DetectMSMax > int64(*e.DetectMSMax)) {
+		fail("detect_ms_max %d, want ≤ %d", rep.DetectMSMax, *e.DetectMSMax)
+	}
+	if e.DNSRemovedMSMax != nil && (rep.DNSRemovedMS < 0 || rep.DNSRemovedMS > int64(*e.DNSRemovedMSMax)) {
+		fail("dns_removed_ms %d, want ≤ %d", rep.DNSRemovedMS, *e.DNSRemovedMSMax)
+	}
+	if e.MaxOverMean != nil && rep.MaxOverMean > *e.MaxOverMean {
+		fail("max_over_mean %.3f > %.3f", rep.MaxOverMean, *e.MaxOverMean)
+	}
+	if rep.Published == 0 {
+		fail("nothing was published (every publish failed)")
+	}
+	if rep.Clients == 0 {
+		fail("no client reported")
+	}
+	if rep.Stranded > 0 {
+		fail("%d clients not streaming from a live node at the end", rep.Stranded)
+	}
+	if rep.Silent > 0 {
+		fail("%d clients connected but never got a message", rep.Silent)
+	}
+	rep.Pass = len(rep.Failures) == 0
+}
+
+// Summary is the report in one line.
+func (rep *Report) Summary() string {
+	verdict := "PASS"
+	if !rep.Pass {
+		verdict = "FAIL (" + strings.Join(rep.Failures, "; ") + ")"
+	}
+	return fmt.Sprintf("%-16s %s  detect_ms_max=%d dns_removed_ms=%d reconnect_ms p50/p99/max=%d/%d/%d lost=%d duplicated=%d max_over_mean=%.2f false_down=%d stranded=%d clients=%d published=%d",
+		rep.Scenario, verdict, rep.DetectMSMax, rep.DNSRemovedMS, rep.ReconnectMSP50, rep.ReconnectMSP99, rep.ReconnectMSMax,
+		rep.Lost, rep.Duplicated, rep.MaxOverMean, rep.FalseDown, rep.Stranded, rep.Clients, rep.Published)
+}
+
+// usersSeries is each node's own report of its users over time, in seconds
+// since the start, until the end of the timeline; NaN where the node did
+// not answer (a gap in the chart: its clients may still hang on to it).
+func usersSeries(rc *recorder, nodes []string) map[string][][2]float64 {
+	out := map[string][][2]float64{}
+	for _, s := range rc.lists {
+		if !slices.Contains(nodes, s.reporter) || (!rc.end.IsZero() && s.at.After(rc.end)) {
+			continue
+		}
+		u := math.NaN()
+		if s.list != nil {
+			if sv, ok := s.list.Find(s.reporter); ok {
+				u = float64(sv.Users)
+			}
+		}
+		out[s.reporter] = append(out[s.reporter], [2]float64{s.at.Sub(rc.start).Seconds(), u})
+	}
+	return out
+}
+
+func writeReport(dir string, s *Scenario, rep *Report, rc *recorder) error {
+	data, err := json.MarshalIndent(rep, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "report.json"), append(data, '\n'), 0o644); err != nil {
+		return err
+	}
+	var nodes []string
+	for _, n := range s.Nodes {
+		nodes = append(nodes, n.Name)
+	}
+	rc.mu.Lock()
+	series := usersSeries(rc, nodes)
+	var marks []chartMark
+	for _, f := range rc.faults {
+		marks = append(marks, chartMark{x: f.at.Sub(rc.start).Seconds(), label: f.st.Fault + " " + f.st.Target})
+	}
+	rc.mu.Unlock()
+	if err := os.WriteFile(filepath.Join(dir, "users.svg"), []byte(lineChart("Users per node", "seconds", "users", nodes, series, marks)), 0o644); err != nil {
+		return err
+	}
+	chart := histogram("Reconnect times", "milliseconds", "reconnects", rep.reconnects)
+	if len(rep.reconnects) == 0 && rep.Reconnects > 0 {
+		chart = percentileBars("Reconnect times", "milliseconds", []string{"p50", "p99", "max"},
+			[]int64{rep.ReconnectMSP50, rep.ReconnectMSP99, rep.ReconnectMSMax},
+			fmt.Sprintf("%d failovers; farmctl swarm reports percentiles (clients.kind: agent records each)", rep.Reconnects))
+	}
+	if err := os.WriteFile(filepath.Join(dir, "reconnect.svg"), []byte(chart), 0o644); err != nil {
+		return err
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "# testbed: %s\n\n%s\n\n", s.Name, strings.TrimSpace(s.Description))
+	verdict := "**PASS**"
+	if !rep.Pass {
+		verdict = "**FAIL**: " + strings.Join(rep.Failures, "; ")
+	}
+	fmt.Fprintf(&b, "%s\n\n| measure | value |\n| --- | --- |\n", verdict)
+	row := func(k string, v any) { fmt.Fprintf(&b, "| %s | %v |\n", k, v) }
+	row("detect_ms_max", rep.DetectMSMax)
+	keys := make([]string, 0, len(rep.DetectMS))
+	for k := range rep.DetectMS {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		row("&nbsp;&nbsp;detect_ms "+k, rep.DetectMS[k])
+	}
+	row("dns_removed_ms", rep.DNSRemovedMS)
+	row("reconnect_ms p50 / p99 / max", fmt.Sprintf("%d / %d / %d (%d reconnects)", rep.ReconnectMSP50, rep.ReconnectMSP99, rep.ReconnectMSMax, rep.Reconnects))
+	row("lost", rep.Lost)
+	row("duplicated", rep.Duplicated)
+	row("resets", rep.Resets)
+	row("published (acknowledged)", rep.Published)
+	row("clients / streaming at the end / silent", fmt.Sprintf("%d / %d / %d", rep.Clients, rep.Streaming, rep.Silent))
+	row("stranded (not on a live node at the end)", rep.Stranded)
+	row("max_over_mean", rep.MaxOverMean)
+	row("users at the end", fmtUsers(rep.Users))
+	row("false_down", rep.FalseDown)
+	row("resolve_failures", fmt.Sprintf("%d of %d", rep.ResolveFailures, rep.ResolveQueries))
+	row("duration_ms", rep.DurationMS)
+	b.WriteString("\n## Faults\n\n")
+	for _, f := range rep.Faults {
+		fmt.Fprintf(&b, "- %.1f s: %s %s %s %s\n", float64(f.AtMS)/1000, f.Fault, f.Target, f.Peer, f.Err)
+	}
+	if len(rep.Notes) > 0 {
+		b.WriteString("\n## Notes\n\n")
+		for _, n := range rep.Notes {
+			fmt.Fprintf(&b, "- %s\n", n)
+		}
+	}
+	b.WriteString("\n## Users per node\n\n![users per node](users.svg)\n\n## Reconnect times\n\n![reconnect times](reconnect.svg)\n")
+	b.WriteString("\nLogs: `logs/<host>.log`; client records: `clients/`; each node's last `/metrics`: `metrics/`.\n")
+	return os.WriteFile(filepath.Join(dir, "report.md"), []byte(b.String()), 0o644)
+}
+
+func fmtUsers(u map[string]int) string {
+	keys := make([]string, 0, len(u))
+	for k := range u {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var parts []string
+	for _, k := range keys {
+		parts = append(parts, fmt.Sprintf("%s=%d", k, u[k]))
+	}
+	return strings.Join(parts, " ")
+}

@@ -1,0 +1,66 @@
+package testbed
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+func TestLostAndDuplicatedFromClientRecords(t *testing.T) {
+	acked := map[int]time.Time{}
+	for i := 1; i <= 10; i++ {
+		acked[i] = time.Now()
+	}
+	for _, tc := range []struct {
+		name                    string
+		lines                   string
+		lost, dup, silent, reco int
+	}{
+		{"whole sequence", `{"kind":"client","client":0,"seqs":[[1,10]],"first_connect_ms":1,"node":"a"}`, 0, 0, 0, 0},
+		{"joined late, then complete", `{"kind":"client","client":0,"seqs":[[4,10]],"first_connect_ms":1,"node":"a"}`, 0, 0, 0, 0},
+		{"a gap across a failover", `{"kind":"client","client":0,"seqs":[[1,4],[7,10]],"first_connect_ms":1,"node":"b","failovers":[{"from":"a","to":"b","took_ms":120}]}`, 2, 0, 0, 1},
+		{"missing the tail", `{"kind":"client","client":0,"seqs":[[1,6]],"first_connect_ms":1,"node":"a"}`, 4, 0, 0, 0},
+		{"duplicates", `{"kind":"client","client":0,"seqs":[[1,10]],"duplicated":3,"first_connect_ms":1,"node":"a"}`, 0, 3, 0, 0},
+		{"connected, got nothing", `{"kind":"client","client":0,"seqs":[],"first_connect_ms":1,"node":"a"}`, 0, 0, 1, 0},
+		{"two failovers", `{"kind":"client","client":0,"seqs":[[1,10]],"first_connect_ms":1,"node":"c","failovers":[{"from":"a","to":"b","took_ms":120},{"from":"b","to":"c","took_ms":90}]}`, 0, 0, 0, 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "c.jsonl")
+			if err := os.WriteFile(path, []byte(tc.lines+"\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			var rep Report
+			if err := rep.addClients(path, acked); err != nil {
+				t.Fatal(err)
+			}
+			if rep.Lost != tc.lost || rep.Duplicated != tc.dup || rep.Silent != tc.silent || len(rep.reconnects) != tc.reco {
+				t.Errorf("lost %d dup %d silent %d reconnects %d, want %d %d %d %d",
+					rep.Lost, rep.Duplicated, rep.Silent, len(rep.reconnects), tc.lost, tc.dup, tc.silent, tc.reco)
+			}
+		})
+	}
+}
+
+func TestSwarmSummaryRead(t *testing.T) {
+	dir := t.TempDir()
+	a := filepath.Join(dir, "a.json")
+	b := filepath.Join(dir, "b.json")
+	os.WriteFile(a, []byte(`{"clients":100,"connected":100,"events":5000,"lost":0,"duplicated":1,"failovers":30,"reconnect_ms":{"p50":120,"p99":800,"max":900}}`+"\n"), 0o644)
+	os.WriteFile(b, []byte(`{"clients":50,"connected":48,"events":2000,"lost":2,"duplicated":0,"failovers":10,"reconnect_ms":{"p50":200,"p99":700,"max":1500}}`+"\n"), 0o644)
+	var rep Report
+	for _, f := range []string{a, b} {
+		if err := rep.addSwarm(f, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if rep.Clients != 150 || rep.Streaming != 148 || rep.Lost != 2 || rep.Duplicated != 1 || rep.Reconnects != 40 ||
+		rep.ReconnectMSP50 != 200 || rep.ReconnectMSP99 != 800 || rep.ReconnectMSMax != 1500 || len(rep.Notes) != 1 {
+		t.Errorf("%+v", rep)
+	}
+	bad := filepath.Join(dir, "bad.json")
+	os.WriteFile(bad, []byte("swarm: no farm found\n"), 0o644)
+	if err := rep.addSwarm(bad, nil); err == nil {
+		t.Error("a swarm that printed no summary was accepted")
+	}
+}
