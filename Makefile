@@ -36,8 +36,8 @@ test: deps vet build ## go vet, every test with -race, and a short run of every 
 fuzz-short: ## run every fuzz target for FUZZTIME (default 5s)
 	@FUZZTIME=$(FUZZTIME) scripts/fuzz-short.sh
 
-run: build ## a demo of what exists so far
-	@scripts/run.sh
+run: build ## a whole farm on loopback, no root, no config (make run ARGS=--help lists its flags)
+	@scripts/run.sh $(ARGS)
 
 bench-select: ## the balance benchmark of the selection policies
 	$(GO) run ./farm/bench/selectsim

@@ -154,9 +154,28 @@ func discoverSRV(ctx context.Context, cfg Config, server, zone string) (*farm.Li
 	if len(srvs) == 0 {
 		return nil, fmt.Errorf("SRV %s: no records", name)
 	}
-	// The live list from any target is better than what SRV can say.
+	// The live list from any target is better than what SRV can say. The
+	// targets' addresses come in the additional section (dnsd puts them
+	// there), so no second lookup through another resolver is needed.
+	addrs := map[string]string{}
+	for _, rr := range in.Extra {
+		switch a := rr.(type) {
+		case *dns.A:
+			addrs[strings.ToLower(a.Hdr.Name)] = a.A.String()
+		case *dns.AAAA:
+			if _, ok := addrs[strings.ToLower(a.Hdr.Name)]; !ok {
+				addrs[strings.ToLower(a.Hdr.Name)] = a.AAAA.String()
+			}
+		}
+	}
+	hostOf := func(s *dns.SRV) string {
+		if ip, ok := addrs[strings.ToLower(s.Target)]; ok {
+			return ip
+		}
+		return strings.TrimSuffix(s.Target, ".")
+	}
 	for _, s := range srvs {
-		u := "http://" + net.JoinHostPort(strings.TrimSuffix(s.Target, "."), strconv.Itoa(int(s.Port))) + "/farm"
+		u := "http://" + net.JoinHostPort(hostOf(s), strconv.Itoa(int(s.Port))) + "/farm"
 		if l, err := fetchList(ctx, cfg, u); err == nil {
 			return l, nil
 		}
@@ -178,10 +197,9 @@ func discoverSRV(ctx context.Context, cfg Config, server, zone string) (*farm.Li
 	}
 	l := &farm.List{Service: strings.TrimSuffix(zone, "."), GeneratedAt: time.Now()}
 	for _, s := range srvs {
-		host := strings.TrimSuffix(s.Target, ".")
 		l.Servers = append(l.Servers, farm.Server{
-			Name:     farm.NameFromURL("http://" + host),
-			URL:      "http://" + net.JoinHostPort(host, strconv.Itoa(int(s.Port))),
+			Name:     farm.NameFromURL("http://" + strings.TrimSuffix(s.Target, ".")),
+			URL:      "http://" + net.JoinHostPort(hostOf(s), strconv.Itoa(int(s.Port))),
 			Status:   farm.StatusUp,
 			Priority: group[s.Priority],
 		})

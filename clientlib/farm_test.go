@@ -254,3 +254,99 @@ func TestGroupBOnlyWhileGroupADown(t *testing.T) {
 		}
 	}
 }
+
+// TestDrainMovesClients drains a node: its clients are told to move, go to
+// the node the farm suggests, and lose nothing; a new client never picks the
+// DRAINING node.
+func TestDrainMovesClients(t *testing.T) {
+	t.Cleanup(func() { goleak.VerifyNone(t, goleak.IgnoreCurrent()) })
+	f := farmtest.Start(t, farmtest.Options{
+		Nodes: []farmtest.NodeSpec{{Name: "serverA"}, {Name: "serverB"}},
+		Extra: "pushd:\n  drain_window: 1s\n",
+	})
+	f.WaitUp(10 * time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+
+	var clients []*clientlib.Client
+	var cols []*collector
+	for i := range 8 {
+		cfg := fastConfig(f, "seq")
+		cfg.Seed = uint64(100 + i)
+		cl, err := clientlib.Subscribe(ctx, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		clients = append(clients, cl)
+		cols = append(cols, collect(cl))
+	}
+	pub := &publisher{f: f, topic: "seq", nodes: []string{"serverB"}}
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		onA := 0
+		ready := true
+		for _, cl := range clients {
+			ready = ready && cl.Node() != ""
+			if cl.Node() == "serverA" {
+				onA++
+			}
+		}
+		if ready && onA > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("clients did not spread over both nodes")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	pub.publish(t, ctx)
+
+	if code, body := f.Post(ctx, "serverA", "/admin/drain"); code != 200 {
+		t.Fatalf("drain: %d %s", code, body)
+	}
+	f.WaitStatus(5*time.Second, farm.StatusDraining, []string{"serverA"})
+	for range 20 {
+		pub.publish(t, ctx)
+		time.Sleep(50 * time.Millisecond)
+	}
+	// Every client ends on serverB, with the whole sequence.
+	deadline = time.Now().Add(15 * time.Second)
+	for _, cl := range clients {
+		for cl.Node() != "serverB" {
+			if time.Now().After(deadline) {
+				t.Fatalf("a client is still on %q after the drain", cl.Node())
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	// A new client never picks the DRAINING node.
+	for i := range 5 {
+		cfg := fastConfig(f, "seq")
+		cfg.Seed = uint64(200 + i)
+		cl, err := clientlib.Subscribe(ctx, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for cl.Node() == "" {
+			time.Sleep(10 * time.Millisecond)
+		}
+		if cl.Node() != "serverB" {
+			t.Errorf("a new client picked %s while it drains", cl.Node())
+		}
+		cl.Close()
+	}
+	pub.publish(t, ctx)
+	for i, cl := range clients {
+		cols[i].waitFor(t, pub.last, 10*time.Second)
+		cl.Close()
+		<-cols[i].done
+		cols[i].checkExactlyOnce(t, 1, pub.last)
+		moved := false
+		for _, fo := range cl.Failovers() {
+			moved = moved || fo.From == "serverA" && fo.To == "serverB"
+		}
+		if cols[i].nodes[0] == "serverA" && !moved {
+			t.Errorf("client %d left serverA without a recorded move: %+v", i, cl.Failovers())
+		}
+	}
+}

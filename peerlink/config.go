@@ -185,7 +185,7 @@ func (c *Config) populate() error {
 	return nil
 }
 
-// selfRecordDefaults returns this member's first record.
+// firstRecord returns this member's first record.
 func (c *Config) firstRecord() record {
 	r := record{Incarnation: c.Incarnation, Seq: 1, Status: farm.StatusUp}
 	if c.Draining {

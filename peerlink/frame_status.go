@@ -26,8 +26,6 @@ func (r record) newer(o record) bool {
 	return r.Seq > o.Seq
 }
 
-const recordLen = 8 + 8 + 1 + 4 + 1
-
 func (r record) append(b []byte) []byte {
 	b = appendU64(appendU64(b, r.Incarnation), r.Seq)
 	b = append(b, byte(r.Status))

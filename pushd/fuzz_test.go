@@ -70,6 +70,7 @@ func FuzzDecodeFrame(f *testing.F) {
 	f.Add(encodeMessages([]*message{m, m}))
 	f.Add(encodeFill(fill{Topic: "t", Epoch: 9, From: 3, To: 10}))
 	f.Add(encodeHaves([]have{{Topic: "t", Origin: "b", Epoch: 9, Base: 1, Head: 4}}))
+	f.Add(encodeSync())
 	f.Add([]byte{1, 9})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		fr, err := decodeFrame(b)
@@ -78,6 +79,8 @@ func FuzzDecodeFrame(f *testing.F) {
 		}
 		var again []byte
 		switch {
+		case fr.Sync:
+			again = encodeSync()
 		case fr.Fill != nil:
 			again = encodeFill(*fr.Fill)
 		case fr.Haves != nil:
@@ -114,6 +117,7 @@ func TestWireGolden(t *testing.T) {
 		{"seq zero", []byte{1, kindMessages, 1, 1, 't', 1, 'a', 0, 0, 0, 0, 0, 0, 0, 1, 0, 6, 0, 2, 'h', 'i'}},
 		{"bad topic", []byte{1, kindMessages, 1, 1, ' ', 1, 'a', 0, 0, 0, 0, 0, 0, 0, 1, 2, 6, 0, 2, 'h', 'i'}},
 		{"bad fill", encodeFill(fill{Topic: "t", Epoch: 1, From: 5, To: 4})},
+		{"sync with a body", []byte{1, kindSync, 0}},
 	}
 	for _, tc := range errs {
 		t.Run(tc.name, func(t *testing.T) {

@@ -26,6 +26,7 @@ type testNode struct {
 // startNodes starts one node per name on 127.0.0.(10+i), joined by f.
 func startNodes(t *testing.T, f *memFarm, mod func(*Config), names ...string) map[string]*testNode {
 	t.Helper()
+	checkLeaks(t)
 	out := map[string]*testNode{}
 	for i, name := range names {
 		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.%d:0", 10+i))

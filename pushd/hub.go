@@ -520,23 +520,31 @@ func (h *hub) tableChanged() {
 		// Tell every UP peer what this node holds of the epochs of those
 		// that went down (a peer may have missed their last messages),
 		// and tell those that came up everything (they may have missed
-		// whatever was published while they were away).
+		// whatever was published while they were away) and ask them the
+		// same (this node may be the one that was away: a restart can be
+		// too quick for the others to see it DOWN).
 		for name, up := range now {
 			if !up {
 				continue
 			}
-			var hs []have
 			if contains(cameUp, name) {
-				hs = h.collectHaves(nil)
+				h.sendHaves(name, nil)
+				h.enqueue(name, outItem{ctrl: encodeSync()})
 			} else if len(wentDown) > 0 {
-				hs = h.collectHaves(wentDown)
-			}
-			for len(hs) > 0 {
-				n := min(len(hs), maxHaves)
-				h.enqueue(name, outItem{ctrl: encodeHaves(hs[:n])})
-				hs = hs[n:]
+				h.sendHaves(name, wentDown)
 			}
 		}
+	}
+}
+
+// sendHaves tells a peer what this node holds, of the given origins (nil:
+// all), in frames of at most maxHaves.
+func (h *hub) sendHaves(peer string, origins []string) {
+	hs := h.collectHaves(origins)
+	for len(hs) > 0 {
+		n := min(len(hs), maxHaves)
+		h.enqueue(peer, outItem{ctrl: encodeHaves(hs[:n])})
+		hs = hs[n:]
 	}
 }
 

@@ -28,6 +28,7 @@ type meshNode struct {
 // TLS, each on its own 127.0.0.x.
 func startMesh(t *testing.T, names ...string) map[string]*meshNode {
 	t.Helper()
+	checkLeaks(t)
 	caPEM, caKey, err := peerlink.NewCA("test", time.Hour)
 	if err != nil {
 		t.Fatal(err)

@@ -168,6 +168,8 @@ func (s *Server) HandlePeer(from string, body []byte) error {
 		s.hub.answerFill(from, f.Fill)
 	case f.Haves != nil:
 		s.hub.haves(from, f.Haves)
+	case f.Sync:
+		s.hub.sendHaves(from, nil)
 	}
 	return nil
 }

@@ -194,3 +194,42 @@ func TestSIGTERMDrains(t *testing.T) {
 		t.Fatal("a did not exit after its drain")
 	}
 }
+
+// TestRestartedNodeServesResume: a node that restarts has an empty
+// history; it fetches the history from its peers, so a client resuming
+// there with a cursor from before gets exactly what it missed.
+func TestRestartedNodeServesResume(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts processes")
+	}
+	f := farmtest.Start(t, farmtest.Options{
+		Nodes: []farmtest.NodeSpec{{Name: "a"}, {Name: "b"}},
+		Extra: "pushd:\n  drain_window: 200ms\n  move_grace: 100ms\n",
+	})
+	f.WaitUp(30 * time.Second)
+	c := openStream(t, nil, f.URL("a")+"/stream?topic=t", "")
+	if _, err := f.Publish(context.Background(), "b", "t", "before"); err != nil {
+		t.Fatal(err)
+	}
+	if ev := c.next(t); ev.Data != "before" {
+		t.Fatalf("%+v", ev)
+	}
+	last := c.lastID
+	f.Kill("a")
+	for i := range 5 {
+		if _, err := f.Publish(context.Background(), "b", "t", fmt.Sprint("missed-", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.Restart("a")
+	f.WaitUp(30 * time.Second)
+	c2 := openStream(t, nil, f.URL("a")+"/stream?topic=t", last)
+	var got []string
+	for _, ev := range c2.collect(t, 5) {
+		got = append(got, ev.Data)
+	}
+	if strings.Join(got, ",") != "missed-0,missed-1,missed-2,missed-3,missed-4" {
+		t.Errorf("resumed on the restarted node: %v", got)
+	}
+	c2.expectNothing(t, 300*time.Millisecond)
+}

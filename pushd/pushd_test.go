@@ -1,21 +1,52 @@
 package pushd
 
 import (
+	"bufio"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/farmlb/farmlb/farm"
+	"github.com/farmlb/farmlb/internal/farmtest"
 	"go.uber.org/goleak"
 )
 
-func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m, goleak.IgnoreTopFunction("net/http.(*persistConn).readLoop"), goleak.IgnoreTopFunction("net/http.(*persistConn).writeLoop"), goleak.IgnoreTopFunction("internal/poll.runtime_pollWait"))
+// leakChecked remembers the tests checkLeaks already watches.
+var leakChecked = struct {
+	sync.Mutex
+	tests map[*testing.T]bool
+}{tests: map[*testing.T]bool{}}
+
+// TestMain removes the binaries the process tests built. Goroutine leaks
+// are checked per test, after its nodes stopped (checkLeaks).
+func TestMain(m *testing.M) { farmtest.Main(m) }
+
+// checkLeaks fails the test if, once its cleanups have run, goroutines
+// remain that were not there when it was called. Call it first, so that its
+// cleanup runs last.
+func checkLeaks(t *testing.T) {
+	t.Helper()
+	leakChecked.Lock()
+	done := leakChecked.tests[t]
+	leakChecked.tests[t] = true
+	leakChecked.Unlock()
+	if done { // once per test: the first call's cleanup runs last
+		return
+	}
+	ignore := goleak.IgnoreCurrent()
+	t.Cleanup(func() {
+		goleak.VerifyNone(t, ignore,
+			// Idle keep-alive connections of the test's HTTP clients.
+			goleak.IgnoreTopFunction("net/http.(*persistConn).readLoop"),
+			goleak.IgnoreTopFunction("net/http.(*persistConn).writeLoop"),
+			goleak.IgnoreTopFunction("internal/poll.runtime_pollWait"))
+	})
 }
 
 func streamURL(n *testNode, topics ...string) string {
@@ -394,4 +425,49 @@ func testutilCounter(t *testing.T, s *Server, name string) float64 {
 	}
 	t.Fatalf("no metric %s", name)
 	return 0
+}
+
+// TestGoneClientNoticed: an idle HTTP/1.1 stream whose client closes the
+// connection is noticed at once (the close poller), not at the next write.
+func TestGoneClientNoticed(t *testing.T) {
+	f := newMemFarm("a")
+	nodes := startNodes(t, f, func(c *Config) { c.KeepAlive = time.Hour }, "a")
+	c := openStream(t, nil, streamURL(nodes["a"], "t"), "")
+	if n := nodes["a"].s.Users(); n != 1 {
+		t.Fatalf("users %d", n)
+	}
+	c.close()
+	waitFor(t, func() bool { return nodes["a"].s.Users() == 0 })
+	if s, _ := nodes["a"].s.mesh.Table().Find("a"); s.Users != 0 {
+		t.Errorf("the mesh still has %d users", s.Users)
+	}
+}
+
+// TestKeepAlive: an idle stream gets a comment line every KeepAlive, over
+// HTTP/1.1 as a proxy would see it.
+func TestKeepAlive(t *testing.T) {
+	f := newMemFarm("a")
+	nodes := startNodes(t, f, func(c *Config) { c.KeepAlive = 50 * time.Millisecond }, "a")
+	conn, err := net.Dial("tcp", strings.TrimPrefix(nodes["a"].url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "GET /stream?topic=t HTTP/1.1\r\nHost: x\r\n\r\n")
+	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	br := bufio.NewReader(conn)
+	var lines []string
+	for n := 0; n < 2; {
+		line, err := br.ReadString('\n')
+		if err != nil {
+			t.Fatalf("after %q: %v", lines, err)
+		}
+		lines = append(lines, line)
+		if line == ": keepalive\n" {
+			n++
+		}
+	}
+	if lines[0] != "HTTP/1.1 200 OK\r\n" {
+		t.Errorf("status line %q", lines[0])
+	}
 }

@@ -23,11 +23,14 @@ import (
 //	kindHave      topic, origin, epoch (8), base uvarint, head uvarint:
 //	              "I hold base..head of this epoch" (answer to a fill, and
 //	              news that lets a peer notice it is behind)
+//	kindSync      no body: "tell me what you hold" (a node that starts asks
+//	              each peer it meets, so a restart catches up)
 const (
 	wireVersion  = 1
 	kindMessages = 1
 	kindFill     = 2
 	kindHave     = 3
+	kindSync     = 4
 )
 
 // Bounds of the wire format.
@@ -86,7 +89,10 @@ type frame struct {
 	Messages []*message
 	Fill     *fill
 	Haves    []have
+	Sync     bool
 }
+
+func encodeSync() []byte { return []byte{wireVersion, kindSync} }
 
 // WireError says why a frame from a peer could not be decoded.
 type WireError struct{ Reason string }
@@ -286,6 +292,8 @@ func decodeFrame(body []byte) (frame, error) {
 			}
 			f.Haves = append(f.Haves, h)
 		}
+	case kindSync:
+		f.Sync = true
 	default:
 		return f, &WireError{fmt.Sprintf("unknown kind %d", body[1])}
 	}

@@ -149,6 +149,7 @@ cat <<MSG
 farmlb is running: serverA ${urls[0]}  serverB ${urls[1]}  (group A)   serverC ${urls[2]}  (group B)
 
   dashboard       ${urls[0]}/
+  demo page       ${urls[2]}/demo/   (live prices through farmlb.js, with failover)
   the farm list   curl -s ${urls[0]}/farm?format=text
   a stream        curl -N '${urls[1]}/stream?topic=prices.EURUSD&topic=prices.GBPUSD'
   publish         curl -H 'Authorization: Bearer $token' -d 'hello' ${urls[2]}/publish/news

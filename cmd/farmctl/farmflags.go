@@ -43,7 +43,7 @@ func clientConfig(c *cli.Context) clientlib.Config {
 	}
 	if len(cfg.ListURLs) == 0 && cfg.Resolver == "" && cfg.Zone == "" {
 		cfg.ListURLs = localListURLs
-		cfg.Zone, cfg.Resolver = localZone, localResolver
+		cfg.Zone, cfg.Resolver, cfg.HTTPPort = localZone, localResolver, 8080
 		cfg.DiscoveryTimeout = min(cfg.DiscoveryTimeout, time.Second)
 	}
 	if cfg.Resolver != "" && cfg.Zone == "" {

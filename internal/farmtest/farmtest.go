@@ -426,3 +426,18 @@ func (f *Farm) PublishKey(ctx context.Context, node, topic, data, key string) (s
 	}
 	return r.ID, nil
 }
+
+// Post sends an authenticated POST (the farm's token) to a node's path, such
+// as /admin/drain, and returns the status and body.
+func (f *Farm) Post(ctx context.Context, node, path string) (int, string) {
+	f.t.Helper()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, f.URL(node)+path, nil)
+	req.Header.Set("Authorization", "Bearer "+f.Token)
+	resp, err := f.hc.Do(req)
+	if err != nil {
+		f.t.Fatalf("POST %s%s: %v", node, path, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
+	return resp.StatusCode, string(b)
+}
