@@ -443,7 +443,13 @@ type moveHint struct {
 // stream connects to srv and delivers its events until the stream ends.
 func (c *Client) stream(ctx context.Context, srv farm.Server, list *farm.List, pending **Failover, rng *mrand.Rand) streamEnd {
 	sctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
+	// The watchdog below runs until sctx ends: cancel it before waiting for
+	// it, or every failover would stall until the idle timeout.
+	var wg sync.WaitGroup
+	defer func() {
+		cancel(nil)
+		wg.Wait()
+	}()
 
 	u, err := streamURL(srv.URL, c.cfg.Topics)
 	if err != nil {
@@ -488,8 +494,6 @@ func (c *Client) stream(ctx context.Context, srv farm.Server, list *farm.List, p
 	c.cfg.Logger.Info("streaming", "node", node, "url", srv.URL)
 
 	// Watchdog: a stream silent for IdleTimeout is dead.
-	var wg sync.WaitGroup
-	defer wg.Wait()
 	alive := make(chan struct{}, 1)
 	touch := func() {
 		select {

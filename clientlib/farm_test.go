@@ -117,7 +117,7 @@ func fastConfig(f *farmtest.Farm, topic string) clientlib.Config {
 		Topics:          []string{topic},
 		Seed:            1,
 		RetryDelay:      100 * time.Millisecond,
-		IdleTimeout:     3 * time.Second,
+		IdleTimeout:     30 * time.Second, // longer than every wait below: a failover must not wait for it
 		RecheckInterval: 200 * time.Millisecond,
 		MoveBackWindow:  500 * time.Millisecond,
 		ExcludeFor:      2 * time.Second,
