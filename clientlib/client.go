@@ -362,6 +362,15 @@ func (c *Client) run(ctx context.Context) {
 			}
 		case endMoveBack:
 			list = end.list
+			// The list that called the client back shows the higher group
+			// UP after a wait of at least RecheckInterval: that is the fresh
+			// news an exclusion waits for, so the servers it shows UP there
+			// may be chosen again (else the client would come back to srv).
+			for _, s := range list.Servers {
+				if s.Status == farm.StatusUp && s.Priority < srv.Priority {
+					delete(excluded, s.Name)
+				}
+			}
 			noteList(list, excluded, c.cfg.ExcludeFor)
 		}
 	}
