@@ -18,7 +18,10 @@ const (
 	localResolver = "127.0.0.1:5354"
 )
 
-var localListURLs = []string{"http://127.0.0.11:8080/farm", "http://127.0.0.12:8080/farm", "http://127.0.0.13:8080/farm"}
+// localListURLs are the /farm URLs of the three nodes `make run` starts.
+func localListURLs() []string {
+	return []string{"http://127.0.0.11:8080/farm", "http://127.0.0.12:8080/farm", "http://127.0.0.13:8080/farm"}
+}
 
 // farmFlags are the flags every command that talks to a farm shares.
 func farmFlags() []cli.Flag {
@@ -42,7 +45,7 @@ func clientConfig(c *cli.Context) clientlib.Config {
 		DiscoveryTimeout: c.Duration("timeout"),
 	}
 	if len(cfg.ListURLs) == 0 && cfg.Resolver == "" && cfg.Zone == "" {
-		cfg.ListURLs = localListURLs
+		cfg.ListURLs = localListURLs()
 		cfg.Zone, cfg.Resolver, cfg.HTTPPort = localZone, localResolver, 8080
 		cfg.DiscoveryTimeout = min(cfg.DiscoveryTimeout, time.Second)
 	}

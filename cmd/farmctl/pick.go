@@ -28,7 +28,7 @@ server to pick, 2 on a usage error.`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "list", Aliases: []string{"l"}, Usage: "farm list `FILE` (- for standard input)", Required: true, EnvVars: []string{"FARMLB_LIST"}},
 			&cli.StringFlag{Name: "policy", Aliases: []string{"p"}, Usage: "selection `NAME`", Value: farm.DefaultPolicy, EnvVars: []string{"FARMLB_POLICY"}},
-			&cli.BoolFlag{Name: "explain", Usage: "print every server with its probability of being picked"},
+			&cli.BoolFlag{Name: "explain", Usage: "print every server with its probability of being picked", EnvVars: []string{"FARMLB_EXPLAIN"}},
 			&cli.Uint64Flag{Name: "seed", Usage: "seed the random choice so that it repeats", DefaultText: "random", EnvVars: []string{"FARMLB_SEED"}},
 			&cli.IntFlag{Name: "samples", Usage: "picks simulated to estimate probabilities for policies without a closed form", Value: 100000, EnvVars: []string{"FARMLB_SAMPLES"}},
 		},

@@ -18,8 +18,8 @@ func statusCommand() *cli.Command {
 		Description: `Fetches the farm list from DNS (--dns ADDR --zone ZONE), from a list URL
 (--url), or, with neither, from the local farm that 'make run' starts.`,
 		Flags: append(farmFlags(),
-			&cli.BoolFlag{Name: "json", Usage: "print the list as JSON, for scripts"},
-			&cli.DurationFlag{Name: "watch", Usage: "print the farm again every `INTERVAL` until interrupted (e.g. 1s)"},
+			&cli.BoolFlag{Name: "json", Usage: "print the list as JSON, for scripts", EnvVars: []string{"FARMLB_JSON"}},
+			&cli.DurationFlag{Name: "watch", Usage: "print the farm again every `INTERVAL` until interrupted (e.g. 1s)", EnvVars: []string{"FARMLB_WATCH"}},
 		),
 		Action: func(c *cli.Context) error {
 			for {

@@ -27,9 +27,9 @@ with the node's name.`,
 		Flags: append(farmFlags(),
 			&cli.StringFlag{Name: "policy", Usage: "selection policy `NAME`", Value: farm.DefaultPolicy, EnvVars: []string{"FARMLB_POLICY"}},
 			&cli.StringFlag{Name: "cursor", Usage: "resume after this event `ID`", EnvVars: []string{"FARMLB_CURSOR"}},
-			&cli.BoolFlag{Name: "relist-at-once", Usage: "on failure fetch a fresh list at once instead of retrying the same node"},
-			&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "print connects and failovers on stderr"},
-			&cli.IntFlag{Name: "count", Usage: "exit after `N` events (0: never)"},
+			&cli.BoolFlag{Name: "relist-at-once", Usage: "on failure fetch a fresh list at once instead of retrying the same node", EnvVars: []string{"FARMLB_RELIST_AT_ONCE"}},
+			&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "print connects and failovers on stderr", EnvVars: []string{"FARMLB_VERBOSE"}},
+			&cli.IntFlag{Name: "count", Usage: "exit after `N` events (0: never)", EnvVars: []string{"FARMLB_COUNT"}},
 		),
 		Action: runSubscribe,
 	}
@@ -84,7 +84,7 @@ and answers with the event id once two nodes hold it. A failed attempt is
 retried on another node with the same idempotency key, so the message is
 published once.`,
 		Flags: append(farmFlags(), tokenFlag(),
-			&cli.StringFlag{Name: "idempotency-key", Usage: "`KEY` that makes a retried publish count once (default: random)"},
+			&cli.StringFlag{Name: "idempotency-key", Usage: "`KEY` that makes a retried publish count once (default: random)", EnvVars: []string{"FARMLB_IDEMPOTENCY_KEY"}},
 		),
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 2 {
