@@ -15,7 +15,8 @@ const module = "github.com/farmlb/farmlb"
 type pkg struct {
 	ImportPath string
 	Standard   bool
-	Deps       []string
+	Imports    []string // direct
+	Deps       []string // transitive
 }
 
 // listDeps returns, for each package of the module, its transitive
@@ -102,4 +103,82 @@ func violations(pkgs map[string]pkg) []string {
 		}
 	}
 	return out
+}
+
+// allowedImports is the architecture: for each library package, the module
+// packages and third-party modules it may import directly (the standard
+// library is always allowed). docs/ARCHITECTURE.md shows the same table and
+// says where it departs from DESIGN.md and why.
+var allowedImports = map[string][]string{
+	"farm":      {},
+	"config":    {"farm", "go.yaml.in/yaml/v3"},
+	"peerlink":  {"farm", "config", "github.com/quic-go/quic-go", "github.com/prometheus/client_golang"},
+	"pushd":     {"farm", "peerlink", "webclient", "github.com/prometheus/client_golang", "golang.org/x/sys"},
+	"dnsd":      {"farm", "peerlink", "github.com/miekg/dns", "github.com/prometheus/client_golang", "golang.org/x/net", "golang.org/x/sys"},
+	"clientlib": {"farm", "github.com/miekg/dns"},
+	"webclient": {},
+	"testbed":   {"farm", "clientlib", "github.com/vishvananda/netlink", "github.com/vishvananda/netns", "github.com/miekg/dns", "go.yaml.in/yaml/v3", "golang.org/x/sys"},
+	"appliance": {"appliance", "config", "go.yaml.in/yaml/v3", "github.com/vishvananda/netlink", "github.com/vishvananda/netns", "golang.org/x/sys", "github.com/urfave/cli/v2"},
+}
+
+// importViolations checks each library package's direct imports against
+// allowedImports; a package is governed by its top folder (appliance/initd by
+// "appliance").
+func importViolations(pkgs map[string]pkg) []string {
+	var out []string
+	for path, p := range pkgs {
+		rel, ok := strings.CutPrefix(path, module+"/")
+		if !ok {
+			continue
+		}
+		top, _, _ := strings.Cut(rel, "/")
+		allowed, governed := allowedImports[top]
+		if !governed {
+			continue // cmd/, internal/, bench/, tools: the mains and test helpers
+		}
+		if top == "farm" && rel != "farm" {
+			continue // farm/bench/selectsim is a main
+		}
+		for _, imp := range p.Imports {
+			first, _, _ := strings.Cut(imp, "/")
+			if !strings.Contains(first, ".") {
+				continue // standard library
+			}
+			ok := false
+			for _, a := range allowed {
+				target := a
+				if !strings.Contains(strings.SplitN(a, "/", 2)[0], ".") {
+					target = module + "/" + a
+				}
+				if imp == target || strings.HasPrefix(imp, target+"/") {
+					ok = true
+				}
+			}
+			if !ok {
+				out = append(out, rel+" imports "+imp+", which the architecture does not allow")
+			}
+		}
+	}
+	return out
+}
+
+func TestArchitecture(t *testing.T) {
+	for _, v := range importViolations(listDeps(t)) {
+		t.Error(v)
+	}
+}
+
+func TestArchitectureCatches(t *testing.T) {
+	bad := map[string]pkg{
+		module + "/clientlib":     {Imports: []string{module + "/peerlink"}},
+		module + "/pushd":         {Imports: []string{module + "/dnsd", "github.com/miekg/dns"}},
+		module + "/appliance/x":   {Imports: []string{module + "/pushd"}},
+		module + "/cmd/farmctl":   {Imports: []string{module + "/peerlink"}},          // mains may
+		module + "/dnsd":          {Imports: []string{"github.com/miekg/dns/v2", "fmt"}}, // a sub-path of an allowed module
+		module + "/config":        {Imports: []string{module + "/farm"}},
+		module + "/webclient/x/y": {Imports: []string{"embed"}},
+	}
+	if got := importViolations(bad); len(got) != 4 {
+		t.Fatalf("violations = %q, want 4", got)
+	}
 }
