@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"github.com/farmlb/farmlb/internal/cliutil"
 	"net/netip"
 	"strings"
 	"time"
@@ -83,7 +84,7 @@ func applyFlags(c *cli.Context, z *dnsd.Zone) error {
 	if c.IsSet("ns") {
 		ns, err := parseNS(c.StringSlice("ns"))
 		if err != nil {
-			return usage("%v", err)
+			return cliutil.Usage("%v", err)
 		}
 		z.NameServers = ns
 	}
@@ -91,7 +92,7 @@ func applyFlags(c *cli.Context, z *dnsd.Zone) error {
 		if c.IsSet(t.name) {
 			d := c.Duration(t.name)
 			if d < time.Second || d%time.Second != 0 {
-				return usage("--%s %v: TTLs are whole seconds, at least 1s", t.name, d)
+				return cliutil.Usage("--%s %v: TTLs are whole seconds, at least 1s", t.name, d)
 			}
 			*t.field(&z.TTL) = d
 		}

@@ -6,12 +6,11 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
+	"github.com/farmlb/farmlb/internal/cliutil"
 	"io"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 
 	"github.com/urfave/cli/v2"
@@ -23,30 +22,8 @@ func main() {
 	if err := newApp(os.Stdout, os.Stderr).RunContext(ctx, os.Args); err != nil {
 		fmt.Fprintln(os.Stderr, "dnsd:", err)
 		stop()
-		os.Exit(exitCode(err))
+		os.Exit(cliutil.ExitCode(err))
 	}
-}
-
-// exitCode maps an error to the process exit status: 2 for usage errors, 1
-// for everything else.
-func exitCode(err error) int {
-	var ec cli.ExitCoder
-	if errors.As(err, &ec) {
-		return ec.ExitCode()
-	}
-	// urfave/cli reports a missing required flag with an unexported type.
-	if strings.HasPrefix(err.Error(), "Required flag") {
-		return 2
-	}
-	return 1
-}
-
-// usageError turns a flag-parsing error into exit status 2.
-func usageError(_ *cli.Context, err error, _ bool) error { return cli.Exit(err.Error(), 2) }
-
-// usage returns a usage error (exit status 2) with the message.
-func usage(format string, args ...any) error {
-	return cli.Exit(fmt.Sprintf(format, args...), 2)
 }
 
 // newApp builds the command line with its writers passed in, so tests run it
@@ -73,7 +50,7 @@ Every flag can also be set from the environment variable named beside it.`,
 		ErrWriter:      stderr,
 		Flags:          flags(),
 		Action:         run,
-		OnUsageError:   usageError,
+		OnUsageError:   cliutil.UsageError,
 		ExitErrHandler: func(*cli.Context, error) {}, // errors are printed once, by main
 	}
 }

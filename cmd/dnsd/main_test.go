@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"github.com/farmlb/farmlb/internal/cliutil"
 	"io"
 	"net"
 	"net/http"
@@ -48,7 +49,7 @@ func runApp(t *testing.T, args ...string) (int, string, string) {
 	var out, errb bytes.Buffer
 	code := 0
 	if err := newApp(&out, &errb).RunContext(context.Background(), append([]string{"dnsd"}, args...)); err != nil {
-		code = exitCode(err)
+		code = cliutil.ExitCode(err)
 		errb.WriteString(err.Error())
 	}
 	return code, out.String(), errb.String()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/farmlb/farmlb/internal/cliutil"
 	"log/slog"
 	"net"
 	"net/http"
@@ -30,7 +31,7 @@ const shutdownTimeout = 5 * time.Second
 func newLogger(c *cli.Context) (*slog.Logger, error) {
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(c.String("log-level"))); err != nil {
-		return nil, usage("--log-level %q: want debug, info, warn or error", c.String("log-level"))
+		return nil, cliutil.Usage("--log-level %q: want debug, info, warn or error", c.String("log-level"))
 	}
 	opts := &slog.HandlerOptions{Level: level}
 	switch c.String("log-format") {
@@ -39,7 +40,7 @@ func newLogger(c *cli.Context) (*slog.Logger, error) {
 	case "json":
 		return slog.New(slog.NewJSONHandler(c.App.ErrWriter, opts)), nil
 	}
-	return nil, usage("--log-format %q: want text or json", c.String("log-format"))
+	return nil, cliutil.Usage("--log-format %q: want text or json", c.String("log-format"))
 }
 
 // task is something that runs until ctx ends.
@@ -50,7 +51,7 @@ type task struct {
 
 func run(c *cli.Context) error {
 	if c.NArg() > 0 {
-		return usage("unexpected arguments %q (see --help)", c.Args().Slice())
+		return cliutil.Usage("unexpected arguments %q (see --help)", c.Args().Slice())
 	}
 	log, err := newLogger(c)
 	if err != nil {
@@ -60,13 +61,13 @@ func run(c *cli.Context) error {
 	list := c.IsSet("zone") || c.IsSet("list")
 	switch {
 	case mesh && list:
-		return usage("give --config and --name (mesh mode) or --zone and --list (list mode), not both")
+		return cliutil.Usage("give --config and --name (mesh mode) or --zone and --list (list mode), not both")
 	case mesh && (c.String("config") == "" || c.String("name") == ""):
-		return usage("mesh mode needs both --config and --name")
+		return cliutil.Usage("mesh mode needs both --config and --name")
 	case list && (c.String("zone") == "" || c.String("list") == ""):
-		return usage("list mode needs both --zone and --list")
+		return cliutil.Usage("list mode needs both --zone and --list")
 	case !mesh && !list:
-		return usage("give --config and --name (mesh mode) or --zone and --list (list mode); see --help")
+		return cliutil.Usage("give --config and --name (mesh mode) or --zone and --list (list mode); see --help")
 	}
 
 	reg := prometheus.NewRegistry()

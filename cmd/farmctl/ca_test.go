@@ -7,6 +7,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
+	"github.com/farmlb/farmlb/internal/cliutil"
 	"os"
 	"path/filepath"
 	"strings"
@@ -91,7 +92,7 @@ func TestCA(t *testing.T) {
 			out, err := runFarmctl(t, c.args...)
 			code := 0
 			if err != nil {
-				code = exitCode(err)
+				code = cliutil.ExitCode(err)
 				out += err.Error()
 			}
 			if code != c.wantCode || !strings.Contains(out, c.wantMsg) {

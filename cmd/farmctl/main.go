@@ -5,12 +5,11 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
+	"github.com/farmlb/farmlb/internal/cliutil"
 	"io"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 
 	"github.com/urfave/cli/v2"
@@ -22,7 +21,7 @@ func main() {
 	if err := newApp(os.Stdout, os.Stderr).RunContext(ctx, os.Args); err != nil {
 		fmt.Fprintln(os.Stderr, "farmctl:", err)
 		stop()
-		os.Exit(exitCode(err))
+		os.Exit(cliutil.ExitCode(err))
 	}
 }
 
@@ -46,34 +45,8 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		},
 		// Errors are printed once, by main.
 		ExitErrHandler: func(*cli.Context, error) {},
-		OnUsageError:   usageError,
+		OnUsageError:   cliutil.UsageError,
 	}
-	setUsageErrors(app.Commands)
+	cliutil.SetUsageErrors(app)
 	return app
-}
-
-// usageError turns a flag-parsing error into exit status 2.
-func usageError(_ *cli.Context, err error, _ bool) error { return cli.Exit(err.Error(), 2) }
-
-func setUsageErrors(cmds []*cli.Command) {
-	for _, c := range cmds {
-		if c.OnUsageError == nil {
-			c.OnUsageError = usageError
-		}
-		setUsageErrors(c.Subcommands)
-	}
-}
-
-// exitCode maps an error to the process exit status: 2 for usage errors
-// (bad flags or arguments), 1 for everything else.
-func exitCode(err error) int {
-	var ec cli.ExitCoder
-	if errors.As(err, &ec) {
-		return ec.ExitCode()
-	}
-	// urfave/cli reports a missing required flag with an unexported type.
-	if strings.HasPrefix(err.Error(), "Required flag") {
-		return 2
-	}
-	return 1
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"github.com/farmlb/farmlb/internal/cliutil"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,7 +17,7 @@ func run(t *testing.T, args ...string) (stdout, stderr string, code int) {
 	err := newApp(&out, &errb).Run(append([]string{"farmctl"}, args...))
 	if err != nil {
 		errb.WriteString(err.Error())
-		code = exitCode(err)
+		code = cliutil.ExitCode(err)
 	}
 	return out.String(), errb.String(), code
 }

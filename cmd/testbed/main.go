@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/farmlb/farmlb/internal/cliutil"
 	"io"
 	"log/slog"
 	"os"
@@ -28,20 +29,9 @@ func main() {
 	stop()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "testbed:", err)
-		os.Exit(exitCode(err))
+		os.Exit(cliutil.ExitCode(err))
 	}
 }
-
-// exitCode: 2 for usage errors, 1 for everything else (not root included).
-func exitCode(err error) int {
-	var ec cli.ExitCoder
-	if errors.As(err, &ec) {
-		return ec.ExitCode()
-	}
-	return 1
-}
-
-func usage(format string, args ...any) error { return cli.Exit(fmt.Sprintf(format, args...), 2) }
 
 // newApp builds the command line with its streams passed in.
 func newApp(stdout, stderr io.Writer, stdin io.Reader) *cli.App {
@@ -80,7 +70,7 @@ runtime error or a failed scenario, 2 a usage error.`,
 				Flags: []cli.Flag{prefix},
 				Action: func(c *cli.Context) error {
 					if c.NArg() > 0 {
-						return usage("down takes no arguments")
+						return cliutil.Usage("down takes no arguments")
 					}
 					r, err := testbed.Down(c.String("prefix"))
 					if errors.Is(err, testbed.ErrNotRoot) {
@@ -139,7 +129,7 @@ func findScenario(dir, arg string) (string, error) {
 	}
 	path := filepath.Join(dir, arg+".yaml")
 	if _, err := os.Stat(path); err != nil {
-		return "", usage("no scenario %q in %s (try testbed list)", arg, dir)
+		return "", cliutil.Usage("no scenario %q in %s (try testbed list)", arg, dir)
 	}
 	return path, nil
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"github.com/farmlb/farmlb/internal/cliutil"
 	"strings"
 	"testing"
 )
@@ -27,7 +28,7 @@ func TestCommandLine(t *testing.T) {
 			err := newApp(&stdout, &stderr, strings.NewReader("")).RunContext(context.Background(), append([]string{"testbed"}, tc.args...))
 			code := 0
 			if err != nil {
-				code = exitCode(err)
+				code = cliutil.ExitCode(err)
 				stderr.WriteString(err.Error())
 			}
 			if code != tc.code {

@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"github.com/farmlb/farmlb/internal/cliutil"
 	"log/slog"
 	"path/filepath"
 	"time"
@@ -32,7 +33,7 @@ Exits 1 if any scenario missed its expectations.`,
 		},
 		Action: func(c *cli.Context) error {
 			if c.NArg() == 0 {
-				return usage("run needs at least one scenario (try testbed list)")
+				return cliutil.Usage("run needs at least one scenario (try testbed list)")
 			}
 			if err := testbed.RequireRoot(); err != nil {
 				return err
@@ -57,7 +58,7 @@ Exits 1 if any scenario missed its expectations.`,
 			for _, p := range paths {
 				s, err := testbed.LoadScenario(p)
 				if err != nil {
-					return usage("%v", err)
+					return cliutil.Usage("%v", err)
 				}
 				scenarios = append(scenarios, s)
 			}
@@ -115,7 +116,7 @@ crash, "testbed down" does.`,
 			&cli.StringFlag{Name: "logs", EnvVars: []string{"FARMLB_TESTBED_LOGS"}, Usage: "`DIR` for the hosts' log files (default: a new temporary folder)"}},
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 1 {
-				return usage("up takes at most one scenario")
+				return cliutil.Usage("up takes at most one scenario")
 			}
 			name := "failover"
 			if c.NArg() == 1 {
@@ -127,7 +128,7 @@ crash, "testbed down" does.`,
 			}
 			s, err := testbed.LoadScenario(path)
 			if err != nil {
-				return usage("%v", err)
+				return cliutil.Usage("%v", err)
 			}
 			if err := testbed.RequireRoot(); err != nil {
 				return err
@@ -177,7 +178,7 @@ func agentCommand() *cli.Command {
 				Topic: c.String("topic"), Idle: c.Duration("idle"), Seed: c.Uint64("seed"),
 				Logger: slog.New(slog.NewTextHandler(c.App.ErrWriter, nil))}
 			if cfg.Resolver == "" && len(cfg.Lists) == 0 {
-				return usage("agent needs --resolver or --list")
+				return cliutil.Usage("agent needs --resolver or --list")
 			}
 			return testbed.AgentMain(c.Context, cfg, c.String("out"), c.App.Reader)
 		},
