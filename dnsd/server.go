@@ -402,7 +402,25 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.metrics.unregister(s.cfg.Registerer)
 		return nil
 	case <-ctx.Done():
+		// The sockets are closed; the goroutines finish on their own. The
+		// metrics go now, so that a new server can use the registry.
+		s.metrics.unregister(s.cfg.Registerer)
 		return ctx.Err()
+	}
+}
+
+// readFailed handles an error of a UDP read other than a closed socket: it
+// logs it and pauses, doubling the pause up to a second while the errors go
+// on, as the TCP accept loop does, so that a persistent error neither spins
+// a core nor floods the log. It returns false when the server is stopping.
+func (s *Server) readFailed(err error, backoff *time.Duration) bool {
+	*backoff = min(max(2**backoff, 5*time.Millisecond), time.Second)
+	s.log.Warn("udp read", "err", err, "retry_in", *backoff)
+	select {
+	case <-s.stop:
+		return false
+	case <-time.After(*backoff):
+		return true
 	}
 }
 
@@ -440,15 +458,16 @@ func (s *Server) serveUDP(c net.PacketConn, st *stats) {
 		out[i].Buffers = make([][]byte, 1)
 		obuf[i] = make([]byte, 0, s.cfg.UDPSize)
 	}
+	var backoff time.Duration
 	for {
 		n, err := bc.ReadBatch(in, 0)
 		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
+			if errors.Is(err, net.ErrClosed) || !s.readFailed(err, &backoff) {
 				return
 			}
-			s.log.Warn("udp read", "err", err)
 			continue
 		}
+		backoff = 0
 		start := time.Now()
 		z := s.zone.Load()
 		k := 0
@@ -486,15 +505,16 @@ func (s *Server) serveUDP(c net.PacketConn, st *stats) {
 func (s *Server) serveUDPSimple(c net.PacketConn, st *stats) {
 	buf := make([]byte, recvSize)
 	out := make([]byte, 0, s.cfg.UDPSize)
+	var backoff time.Duration
 	for {
 		n, from, err := c.ReadFrom(buf)
 		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
+			if errors.Is(err, net.ErrClosed) || !s.readFailed(err, &backoff) {
 				return
 			}
-			s.log.Warn("udp read", "err", err)
 			continue
 		}
+		backoff = 0
 		start := time.Now()
 		reply, res := s.zone.Load().answer(out[:0], buf[:n], true)
 		st.record(res)
