@@ -120,6 +120,11 @@ func (f *FileSource) Run(ctx context.Context) error {
 	}
 }
 
+// recentWrite is how long after its last modification a file's content is
+// compared as well as its size, time and inode: longer than any file
+// system's timestamp granularity (2 s on FAT).
+const recentWrite = 3 * time.Second
+
 // check reloads the file if its size, time or inode changed since last seen.
 func (f *FileSource) check() error {
 	fi, err := os.Stat(f.path)
@@ -130,7 +135,22 @@ func (f *FileSource) check() error {
 	prev := f.seen
 	f.mu.Unlock()
 	if prev != nil && os.SameFile(prev, fi) && fi.ModTime().Equal(prev.ModTime()) && fi.Size() == prev.Size() {
-		return nil
+		// A rewrite of the same size within the file system's timestamp
+		// granularity leaves all three alone: while the file is that
+		// young, compare its content too.
+		if time.Since(fi.ModTime()) > recentWrite {
+			return nil
+		}
+		_, data, err := readList(f.path)
+		if err != nil {
+			return f.fail(err)
+		}
+		f.mu.Lock()
+		same := bytes.Equal(data, f.content)
+		f.mu.Unlock()
+		if same {
+			return nil
+		}
 	}
 	return f.Reload()
 }
