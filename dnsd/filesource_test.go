@@ -210,3 +210,35 @@ func TestServerFollowsFile(t *testing.T) {
 		t.Fatalf("after serverA went DOWN: %v, want serverN's 127.0.0.13 only", r.Answer)
 	}
 }
+
+// TestFileSourceSameSizeRewrite rewrites the list with the same size and the
+// same modification time, as a quick rewrite within the file system's
+// timestamp granularity does: the change must still be seen.
+func TestFileSourceSameSizeRewrite(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "farm.list")
+	first := testList(t)
+	first.Servers[0].Users = 1000
+	writeFile(t, path, encodings(t, first)["text"])
+	f, err := OpenFile(path, FileConfig{Poll: time.Hour, Registerer: prometheus.NewRegistry()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	second := first.Clone()
+	second.Servers[0].Users = 2000 // same length
+	if err := os.WriteFile(path, []byte(encodings(t, second)["text"]), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chtimes(path, fi.ModTime(), fi.ModTime()); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.check(); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.Table().Servers[0].Users; got != 2000 {
+		t.Fatalf("users %d after a same-size rewrite, want 2000", got)
+	}
+}
