@@ -173,7 +173,7 @@ func TestArchitectureCatches(t *testing.T) {
 		module + "/clientlib":     {Imports: []string{module + "/peerlink"}},
 		module + "/pushd":         {Imports: []string{module + "/dnsd", "github.com/miekg/dns"}},
 		module + "/appliance/x":   {Imports: []string{module + "/pushd"}},
-		module + "/cmd/farmctl":   {Imports: []string{module + "/peerlink"}},          // mains may
+		module + "/cmd/farmctl":   {Imports: []string{module + "/peerlink"}},             // mains may
 		module + "/dnsd":          {Imports: []string{"github.com/miekg/dns/v2", "fmt"}}, // a sub-path of an allowed module
 		module + "/config":        {Imports: []string{module + "/farm"}},
 		module + "/webclient/x/y": {Imports: []string{"embed"}},
