@@ -278,12 +278,18 @@ func TestDataChannel(t *testing.T) {
 	var (
 		mu    sync.Mutex
 		got   []string
-		gate  = make(chan struct{})
+		gate  atomic.Pointer[chan struct{}] // swapped by subtests while handlers run
 		gated atomic.Bool
 	)
+	setGate := func() chan struct{} {
+		ch := make(chan struct{})
+		gate.Store(&ch)
+		return ch
+	}
+	setGate()
 	handler := func(from string, body []byte) error {
 		if gated.Load() {
-			<-gate
+			<-*gate.Load()
 		}
 		if string(body) == "refuse me" {
 			return errors.New("no thanks")
@@ -387,6 +393,7 @@ func TestDataChannel(t *testing.T) {
 		}
 	})
 	t.Run("backpressure", func(t *testing.T) {
+		gate := *gate.Load()
 		gated.Store(true)
 		// The handler is stuck: a's window (4) fills and Send blocks.
 		errs := make(chan error, 8)
@@ -419,7 +426,7 @@ func TestDataChannel(t *testing.T) {
 		}
 	})
 	t.Run("peer down", func(t *testing.T) {
-		gate = make(chan struct{})
+		gate := setGate()
 		gated.Store(true)
 		errs := make(chan error, 1)
 		go func() { errs <- a.Send(ctx, "b", []byte("lost")) }()
