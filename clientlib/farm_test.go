@@ -235,6 +235,11 @@ func TestGroupBOnlyWhileGroupADown(t *testing.T) {
 	f.WaitStatus(10*time.Second, farm.StatusUp, []string{"serverA", "serverB"}, "serverC")
 	pub.nodes = []string{"serverA", "serverB", "serverC"}
 	waitNodes(inA, "back on group A")
+	// Back on group A they stay: no further failover while the farm is whole.
+	settled := make([]int, len(clients))
+	for i, cl := range clients {
+		settled[i] = len(cl.Failovers())
+	}
 	for range 5 {
 		pub.publish(t, ctx)
 	}
@@ -247,10 +252,11 @@ func TestGroupBOnlyWhileGroupADown(t *testing.T) {
 		first := cols[i].got[0]
 		cols[i].mu.Unlock()
 		cols[i].checkExactlyOnce(t, first, last)
-		for _, fo := range cl.Failovers() {
-			if fo.From == "serverC" && !inA(fo.To) {
-				t.Errorf("client %d moved from group B to %s", i, fo.To)
-			}
+		if fo := cl.Failovers(); len(fo) != settled[i] {
+			t.Errorf("client %d failed over again on a whole farm: %+v", i, fo[settled[i]:])
+		}
+		if !inA(cl.Node()) && cl.Node() != "" {
+			t.Errorf("client %d ended on %s", i, cl.Node())
 		}
 	}
 }

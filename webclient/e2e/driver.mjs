@@ -13,7 +13,10 @@ const browser = await chromium.launch({
   args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
     "--disable-component-update", "--disable-sync"],
 });
+// A loaded CI machine can be slow: two minutes for any one step.
+const STEP_MS = 120000;
 const page = await browser.newPage();
+page.setDefaultTimeout(STEP_MS);
 const consoleLines = [];
 page.on("console", (m) => consoleLines.push(m.text()));
 page.on("pageerror", (e) => consoleLines.push("pageerror: " + e.message));
@@ -33,9 +36,11 @@ for await (const line of createInterface({ input: process.stdin })) {
         break;
       case "screenshot": {
         const p = await browser.newPage({ viewport: { width: 1100, height: 700 } });
+        p.setDefaultTimeout(STEP_MS);
         await p.goto(cmd.url, { waitUntil: "load" });
         await p.waitForTimeout(cmd.waitMs ?? 1500);
-        await p.screenshot({ path: cmd.path, fullPage: true });
+        // The viewport, not the full page: the event list keeps growing.
+        await p.screenshot({ path: cmd.path, animations: "disabled" });
         await p.close();
         reply({ ok: true });
         break;
