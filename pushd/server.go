@@ -343,13 +343,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.goMu.Lock()
 	s.stopped = true
 	s.goMu.Unlock()
-	s.streamsMu.Lock()
-	all := make([]*stream, 0, len(s.streams))
-	for st := range s.streams {
-		all = append(all, st)
-	}
-	s.streamsMu.Unlock()
-	for _, st := range all {
+	for _, st := range s.openStreams() {
 		st.close(nil)
 	}
 	if s.poll != nil {
