@@ -25,10 +25,7 @@ func (s *Server) Drain() {
 		close(s.drained)
 	}
 	gen := s.drainGen
-	all := make([]*stream, 0, len(s.streams))
-	for st := range s.streams {
-		all = append(all, st)
-	}
+	all := s.openStreamsLocked()
 	s.streamsMu.Unlock()
 	s.mesh.SetStatus(farm.StatusDraining)
 	s.log.Info("draining", "streams", len(all), "window", s.cfg.DrainWindow)

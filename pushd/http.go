@@ -446,6 +446,23 @@ func (s *Server) usersChanged(n int) {
 	s.mesh.SetUsers(n)
 }
 
+// openStreams returns a copy of the set of open streams, to act on each
+// without holding streamsMu.
+func (s *Server) openStreams() []*stream {
+	s.streamsMu.Lock()
+	defer s.streamsMu.Unlock()
+	return s.openStreamsLocked()
+}
+
+// openStreamsLocked is openStreams for a caller holding streamsMu.
+func (s *Server) openStreamsLocked() []*stream {
+	all := make([]*stream, 0, len(s.streams))
+	for st := range s.streams {
+		all = append(all, st)
+	}
+	return all
+}
+
 // Users is the number of open streams.
 func (s *Server) Users() int {
 	s.streamsMu.Lock()
@@ -488,13 +505,7 @@ func (s *Server) keepAlive() {
 			return
 		case <-t.C:
 		}
-		s.streamsMu.Lock()
-		all := make([]*stream, 0, len(s.streams))
-		for st := range s.streams {
-			all = append(all, st)
-		}
-		s.streamsMu.Unlock()
-		for _, st := range all {
+		for _, st := range s.openStreams() {
 			st.poke(func() { st.keepalive = true })
 		}
 	}

@@ -21,17 +21,21 @@ type hub struct {
 
 	mu     sync.RWMutex
 	topics map[string]*topic
-	keys   map[string]keyEntry // Idempotency-Key → first id
+	keys   map[string]keyEntry // topic + Idempotency-Key → first copy
 
 	peersMu sync.Mutex
 	peers   map[string]*peerSender
 	up      map[string]bool // peers UP or DRAINING in the last table seen
 }
 
+// keyEntry is the first copy of a message this node saw with a given
+// Idempotency-Key on a topic.
 type keyEntry struct {
-	id string
-	at time.Time
+	epoch, seq uint64
+	at         time.Time
 }
+
+func keyOf(topic, key string) string { return topic + "\x00" + key }
 
 // topic is one topic's history and subscribers.
 type topic struct {
@@ -121,6 +125,77 @@ func (h *hub) deliverLocked(t *topic, e *epochLog, m *message) {
 	h.s.m.delivered.Inc()
 }
 
+// bindKeyLocked records m as the copy of its Idempotency-Key this node
+// holds, or, when the node already holds another copy (a publisher retried
+// on a second node before the first one's copy reached it: a node frozen
+// with the request in its socket answers it much later), makes the two
+// twins: a stream shows only the first of a set of twins it meets, so a
+// message published twice under one key reaches each client once, on any
+// node. Called for every message the node takes in (stamped here or
+// received), before it is delivered.
+func (h *hub) bindKeyLocked(t *topic, m *message, now time.Time) {
+	if m.Key == "" {
+		return
+	}
+	k := keyOf(m.Topic, m.Key)
+	first, ok := h.keys[k]
+	if !ok {
+		if len(h.keys) < maxKeys {
+			h.keys[k] = keyEntry{epoch: m.Epoch, seq: m.Seq, at: now}
+		}
+		return
+	}
+	if first.epoch == m.Epoch && first.seq == m.Seq {
+		return
+	}
+	h.s.m.keyCopies.Inc()
+	f := t.findLocked(first.epoch, first.seq)
+	if f == nil {
+		return // no longer held: nothing left to show twice
+	}
+	// Every copy lists every other, so that each stream stops at the
+	// first copy it meets whatever the order of delivery.
+	for _, o := range append([]*message{f}, f.twins...) {
+		if o.twin(m.Epoch, m.Seq) {
+			continue
+		}
+		o.twins = append(o.twins, m)
+		m.twins = append(m.twins, o)
+	}
+}
+
+// twin reports whether (epoch, seq) is m or one of its twins.
+func (m *message) twin(epoch, seq uint64) bool {
+	if m.Epoch == epoch && m.Seq == seq {
+		return true
+	}
+	for _, o := range m.twins {
+		if o.Epoch == epoch && o.Seq == seq {
+			return true
+		}
+	}
+	return false
+}
+
+// findLocked returns the message (epoch, seq) of the topic if this node
+// holds it: delivered, waiting for a peer's acknowledgement, or waiting for
+// a gap to be filled.
+func (t *topic) findLocked(epoch, seq uint64) *message {
+	e := t.epochs[epoch]
+	if e == nil {
+		return nil
+	}
+	if len(e.msgs) > 0 && seq >= e.base && seq-e.base < uint64(len(e.msgs)) {
+		return e.msgs[seq-e.base]
+	}
+	for _, m := range e.unacked {
+		if m.Seq == seq {
+			return m
+		}
+	}
+	return e.pending[seq]
+}
+
 // evictLocked drops the topic's oldest message.
 func (h *hub) evictLocked(t *topic) {
 	m := t.fifo[0]
@@ -157,9 +232,9 @@ func (h *hub) publish(ctx context.Context, topicName, key string, data []byte) (
 	up := h.upPeers()
 	h.mu.Lock()
 	if key != "" {
-		if k, ok := h.keys[topicName+"\x00"+key]; ok {
+		if k, ok := h.keys[keyOf(topicName, key)]; ok {
 			h.mu.Unlock()
-			return k.id, true, nil
+			return messageID(&message{Topic: topicName, Epoch: k.epoch, Seq: k.seq}), true, nil
 		}
 	}
 	t := h.topicLocked(topicName)
@@ -168,9 +243,7 @@ func (h *hub) publish(ctx context.Context, topicName, key string, data []byte) (
 	m.done, m.all, m.sentTo = make(chan struct{}), make(chan struct{}), len(up)
 	e.unacked = append(e.unacked, m)
 	id = messageID(m)
-	if key != "" && len(h.keys) < maxKeys {
-		h.keys[topicName+"\x00"+key] = keyEntry{id: id, at: now}
-	}
+	h.bindKeyLocked(t, m, now)
 	h.mu.Unlock()
 
 	for _, p := range up {
@@ -269,20 +342,18 @@ func (h *hub) receive(from string, ms []*message) {
 	defer h.mu.Unlock()
 	woken := map[*topic]bool{}
 	for _, m := range ms {
-		if m.Key != "" {
-			k := m.Topic + "\x00" + m.Key
-			if _, ok := h.keys[k]; !ok && len(h.keys) < maxKeys {
-				h.keys[k] = keyEntry{id: messageID(m), at: now}
-			}
-		}
 		if m.Epoch == h.s.epoch {
 			continue // our own, echoed by a fill
 		}
 		t := h.topicLocked(m.Topic)
 		e := t.epochLocked(m.Origin, m.Epoch, now)
 		switch {
-		case m.Seq <= e.head:
+		case m.Seq <= e.head || e.pending[m.Seq] != nil:
 			h.s.m.duplicates.Inc()
+			continue
+		}
+		h.bindKeyLocked(t, m, now)
+		switch {
 		case m.Seq == e.head+1:
 			h.deliverLocked(t, e, m)
 			h.drainPendingLocked(t, e)

@@ -10,6 +10,7 @@ type metrics struct {
 	fanout      prometheus.Histogram
 	delivered   prometheus.Counter
 	duplicates  prometheus.Counter
+	keyCopies   prometheus.Counter
 	droppedSlow prometheus.Counter
 	resets      prometheus.Counter
 	fills       prometheus.Counter
@@ -34,6 +35,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		fanout:      prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Subsystem: sub, Name: "fanout_latency_seconds", Help: "Time from publish (at the origin) to the write of the event to a stream.", Buckets: latency}),
 		delivered:   prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "messages_delivered_total", Help: "Messages added to this node's history (held twice)."}),
 		duplicates:  prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "messages_duplicate_total", Help: "Replicated messages received again and ignored."}),
+		keyCopies:   prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "key_copies_total", Help: "Messages taken in whose Idempotency-Key this node already held under another id; streams show one copy."}),
 		droppedSlow: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "dropped_slow_clients_total", Help: "Streams closed because the client accepted nothing for WriteTimeout."}),
 		resets:      prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "resets_total", Help: "farmlb-reset events sent (history did not cover a cursor)."}),
 		fills:       prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "fill_requests_total", Help: "Gap fills asked of peers."}),
@@ -46,7 +48,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		wireErrors:  prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "wire_errors_total", Help: "Mesh messages that could not be decoded."}),
 		moves:       prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "moves_total", Help: "farmlb-move events sent (drain)."}),
 	}
-	for _, c := range []prometheus.Collector{m.streams, m.refused, m.publishes, m.publishAck, m.fanout, m.delivered, m.duplicates, m.droppedSlow, m.resets, m.fills, m.gapsLost, m.history, m.replicated, m.sendErrors, m.peerDropped, m.peerUp, m.wireErrors, m.moves} {
+	for _, c := range []prometheus.Collector{m.streams, m.refused, m.publishes, m.publishAck, m.fanout, m.delivered, m.duplicates, m.keyCopies, m.droppedSlow, m.resets, m.fills, m.gapsLost, m.history, m.replicated, m.sendErrors, m.peerDropped, m.peerUp, m.wireErrors, m.moves} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -24,6 +24,7 @@ type closePoller struct {
 	evfd int // eventfd that wakes the waiter to stop
 
 	mu      sync.Mutex
+	closed  bool // the descriptors are released: nothing may use them
 	next    uint32
 	streams map[uint32]pollEntry // by registration key
 }
@@ -69,6 +70,9 @@ func (p *closePoller) add(conn net.Conn, st *stream) (uint64, error) {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.closed {
+		return 0, errors.New("close poller stopped")
+	}
 	p.next++
 	if p.next == pollStop {
 		p.next++
@@ -99,15 +103,18 @@ func (p *closePoller) remove(key uint64) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	e, ok := p.streams[uint32(key)]
-	if !ok {
+	if !ok || p.closed {
 		return
 	}
 	delete(p.streams, uint32(key))
 	unix.EpollCtl(p.epfd, unix.EPOLL_CTL_DEL, e.fd, nil)
 }
 
-// run waits for closed sockets and closes their streams, until stop.
+// run waits for closed sockets and closes their streams, until stop; it
+// releases the poller's descriptors when it returns, so that they are
+// released however long the rest of a shutdown takes.
 func (p *closePoller) run(ctx context.Context) {
+	defer p.close()
 	events := make([]unix.EpollEvent, 256)
 	for {
 		n, err := unix.EpollWait(p.epfd, events, -1)
@@ -141,12 +148,26 @@ var errClientGone = errors.New("client closed the connection")
 
 // stop wakes run to return.
 func (p *closePoller) stop() {
-	var one = [8]byte{1}
-	unix.Write(p.evfd, one[:])
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.closed {
+		var one = [8]byte{1}
+		unix.Write(p.evfd, one[:])
+	}
 }
 
-// close releases the poller's descriptors, after run returned.
+// close releases the poller's descriptors: run calls it as it returns (or
+// Serve, when run never started). Later calls, and add, remove and stop
+// afterwards, do nothing, so a descriptor number the kernel gave to
+// another file is never touched.
 func (p *closePoller) close() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return
+	}
+	p.closed = true
+	clear(p.streams)
 	unix.Close(p.epfd)
 	unix.Close(p.evfd)
 }

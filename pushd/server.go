@@ -292,7 +292,9 @@ func (s *Server) Serve(ctx context.Context) error {
 	}
 	if p, err := newClosePoller(s.log); err == nil {
 		s.poll = p
-		s.goRun(func() { p.run(s.ctx) })
+		if !s.goRun(func() { p.run(s.ctx) }) {
+			p.close() // shut down already: run never starts
+		}
 	} else {
 		s.log.Info("no close poller; idle HTTP/1.1 streams notice a gone client on the next write", "err", err)
 	}
@@ -308,9 +310,11 @@ func (s *Server) Serve(ctx context.Context) error {
 	go func() { errc <- s.http.Serve(s.ln) }()
 	select {
 	case <-ctx.Done():
-		s.Shutdown(context.Background())
+		sctx, cancel := context.WithTimeout(context.Background(), serveShutdownBudget)
+		defer cancel()
+		err := s.Shutdown(sctx)
 		<-errc
-		return nil
+		return err
 	case <-s.ctx.Done():
 		<-errc
 		return nil
@@ -323,21 +327,23 @@ func (s *Server) Serve(ctx context.Context) error {
 	}
 }
 
+// serveShutdownBudget bounds the Shutdown that Serve runs when its ctx
+// ends: closing the streams and waiting for the server's goroutines takes
+// milliseconds; a budget this long only ends a wait for a goroutine stuck
+// on something that will not come back.
+const serveShutdownBudget = 5 * time.Second
+
 // Shutdown stops accepting, closes every stream and waits for every
-// goroutine of the server. Drain first for a gentle stop.
+// goroutine of the server, until ctx ends. Drain first for a gentle stop.
+// The close poller's descriptors are released even when ctx ends first:
+// its goroutine releases them as it returns.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.cancel()
 	err := s.http.Shutdown(ctx)
 	s.goMu.Lock()
 	s.stopped = true
 	s.goMu.Unlock()
-	s.streamsMu.Lock()
-	all := make([]*stream, 0, len(s.streams))
-	for st := range s.streams {
-		all = append(all, st)
-	}
-	s.streamsMu.Unlock()
-	for _, st := range all {
+	for _, st := range s.openStreams() {
 		st.close(nil)
 	}
 	if s.poll != nil {
@@ -348,10 +354,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	select {
 	case <-done:
 	case <-ctx.Done():
-		return ctx.Err()
-	}
-	if s.poll != nil {
-		s.poll.close()
+		return fmt.Errorf("pushd: shutdown: %w", ctx.Err())
 	}
 	return err
 }

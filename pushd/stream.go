@@ -167,13 +167,12 @@ func (st *stream) flush(w *work, fast bool) error {
 	for w.dirty {
 		buf, more := st.collect((*bp)[:0])
 		*bp = buf
-		if len(buf) == 0 {
-			break
+		if len(buf) > 0 {
+			if err := st.write(buf, fast); err != nil {
+				return err
+			}
+			wrote = true
 		}
-		if err := st.write(buf, fast); err != nil {
-			return err
-		}
-		wrote = true
 		if !more {
 			break
 		}
@@ -238,6 +237,7 @@ func (st *stream) collect(buf []byte) (out []byte, more bool) {
 		msgs []*message
 	}
 	var runs []run
+	var twins map[*message][]CursorEntry // of the messages in runs that have any
 	truncated := false
 	st.s.hub.mu.RLock()
 	for i, t := range st.topics {
@@ -278,6 +278,14 @@ func (st *stream) collect(buf []byte) (out []byte, more bool) {
 					src, truncated = src[:1024], true
 				}
 				runs = append(runs, run{i, append([]*message(nil), src...)})
+				for _, m := range src {
+					for _, o := range m.twins {
+						if twins == nil {
+							twins = map[*message][]CursorEntry{}
+						}
+						twins[m] = append(twins[m], CursorEntry{t.hash, o.Epoch, o.Seq})
+					}
+				}
 			}
 		}
 		if reset {
@@ -317,7 +325,18 @@ func (st *stream) collect(buf []byte) (out []byte, more bool) {
 		m := runs[best].msgs[0]
 		runs[best].msgs = runs[best].msgs[1:]
 		t := st.topics[runs[best].ti]
+		// A copy of a message the stream has shown already under another
+		// id (its twin: same Idempotency-Key) is passed over.
+		shown := false
+		for _, tw := range twins[m] {
+			if k := st.cur.find(tw.Topic, tw.Epoch); k >= 0 && st.cur[k].Seq >= tw.Seq {
+				shown = true
+			}
+		}
 		st.cur.set(st.cur.find(t.hash, m.Epoch), t.hash, m.Epoch, m.Seq)
+		if shown {
+			continue
+		}
 		buf = appendEvent(buf, st.cur, m)
 		st.s.m.fanout.Observe(now.Sub(m.At).Seconds())
 	}

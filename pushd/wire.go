@@ -63,6 +63,9 @@ type message struct {
 
 	// local is the message's place in its topic on this node (hub.mu).
 	local uint64
+	// twins are the other copies of this message this node holds: the
+	// same topic and Idempotency-Key under another (epoch, seq) (hub.mu).
+	twins []*message
 
 	bodyOnce sync.Once
 	body     []byte // the event's shared part (sseBody)

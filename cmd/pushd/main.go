@@ -223,19 +223,38 @@ func run(c *cli.Context) error {
 		runErr = fmt.Errorf("mesh: %w", err)
 		meshDone <- nil
 	}
-	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	srv.Shutdown(sctx)
-	mesh.Shutdown(sctx)
+	// The server and the mesh each get their own budget, the mesh's
+	// after the server's: however long the server took, the mesh still
+	// has the time to tell its peers it is leaving (they turn it DOWN at
+	// once instead of after failure detection).
+	sctx, cancel := context.WithTimeout(context.Background(), serverShutdownBudget)
+	if err := srv.Shutdown(sctx); err != nil {
+		runErr = errors.Join(runErr, fmt.Errorf("shutdown: %w", err))
+	}
+	cancel()
+	mctx, cancel := context.WithTimeout(context.Background(), meshShutdownBudget)
+	if err := mesh.Shutdown(mctx); err != nil {
+		runErr = errors.Join(runErr, fmt.Errorf("mesh shutdown: %w", err))
+	}
+	cancel()
 	stop()
 	<-srvDone
 	<-meshDone
 	if runErr != nil {
-		return runErr
+		return runErr // main prints it, once
 	}
 	log.Info("stopped")
 	return nil
 }
+
+// Shutdown budgets. The server's covers closing every stream and waiting
+// for its goroutines (the drain, if any, is over by then); the mesh's
+// covers sending the "leaving" close to each peer and waiting for its
+// goroutines, which takes milliseconds unless a peer is unreachable.
+const (
+	serverShutdownBudget = 5 * time.Second
+	meshShutdownBudget   = 2 * time.Second
+)
 
 // meshRunner is the mesh as pushd's main drives it.
 type meshRunner interface {
