@@ -11,14 +11,26 @@ import (
 //  1. Every member sends every peer a heartbeat datagram each
 //     HeartbeatInterval. Any frame from a peer counts as hearing it.
 //  2. A peer silent for SuspectAfter becomes suspect. This member pings it
-//     and sends a probe request about it to every other connected member.
-//  3. A member asked about the suspect pings it too, and answers yes as soon
-//     as it hears from the suspect after the question arrived, or no after
-//     VouchTimeout.
-//  4. A yes keeps the suspect UP (its record travels in the reply), and a
-//     new round starts when this one ends. When every member asked has said
-//     no, or ProbeTimeout passes without a yes, the suspect is DOWN.
-//  5. Hearing from the peer itself makes it UP again at once.
+//     and sends a probe request about it to up to ProbeFanout other
+//     connected members.
+//  3. A member asked about the suspect answers yes at once if it heard
+//     from the suspect within the last two heartbeat intervals; otherwise
+//     it pings it and answers yes as soon as it hears from it, or no after
+//     VouchTimeout. It vouches only for what it hears itself, never for
+//     what it was told.
+//  4. A yes makes the suspect unreachable: silent to this member, alive for
+//     the farm, so UP in the table with the record the yes carries. A yes
+//     that comes late (after its round ended, even after this member
+//     concluded DOWN) counts as long as it answers a question of the
+//     current silence: it proves the peer lived after that question.
+//  5. A new round starts when one ends, for as long as the peer is silent
+//     (each vouched round refreshes its record); a peer DOWN after a
+//     suspicion is asked about again every RecheckInterval while its link
+//     is down, so that a verdict reached on a lost or late answer is undone.
+//  6. The peer is DOWN when every member asked says no; or when a round
+//     passes without a yes and nobody has vouched for it in this silence
+//     (suspect) or for VouchLifetime (unreachable).
+//  7. Hearing from the peer itself makes it UP again at once.
 //
 // DOWN is each member's own conclusion, not news that travels: there is no
 // rumour to go stale. Incarnations order what does travel (records, and
@@ -87,11 +99,13 @@ func (m *Mesh) checkLocked(now time.Time) {
 		case stateUp:
 			if now.Sub(p.lastHeard) > m.cfg.SuspectAfter && !now.Before(m.graceUntil) {
 				p.state = stateSuspect
+				p.episode = m.nextID + 1 // the id of the round about to start
+				p.vouchedAt = time.Time{}
 				m.log.Info("peer suspect", "peer", p.name, "silent_ms", now.Sub(p.lastHeard).Milliseconds())
-				m.startRoundLocked(p, now)
+				m.startRoundLocked(p, now, m.cfg.ProbeTimeout)
 				changed = true
 			}
-		case stateSuspect:
+		case stateSuspect, stateUnreachable:
 			r := p.round
 			if now.Before(r.deadline) {
 				continue
@@ -100,17 +114,30 @@ func (m *Mesh) checkLocked(now time.Time) {
 				// This member just stalled: the answers to this round may
 				// be waiting unread in its socket. Ask again instead of
 				// concluding.
-				m.startRoundLocked(p, now)
+				m.startRoundLocked(p, now, m.cfg.ProbeTimeout)
 				continue
 			}
 			if r.vouched != "" {
 				m.log.Debug("suspect vouched for", "peer", p.name, "by", r.vouched)
-				m.startRoundLocked(p, now)
+				m.startRoundLocked(p, now, m.cfg.ProbeTimeout)
+				continue
+			}
+			if p.state == stateUnreachable && now.Sub(p.vouchedAt) <= m.cfg.VouchLifetime {
+				// The members asked did not answer in time (they may be
+				// the slow ones): one recent yes still stands.
+				m.startRoundLocked(p, now, m.cfg.ProbeTimeout)
 				continue
 			}
 			m.markDownLocked(p, fmt.Sprintf("silent for %d ms and no member heard it within %d ms (asked %d)",
-				now.Sub(p.lastHeard).Milliseconds(), m.cfg.ProbeTimeout.Milliseconds(), r.asked))
+				now.Sub(p.lastHeard).Milliseconds(), now.Sub(r.started).Milliseconds(), r.asked))
 			changed = true
+		case stateDown:
+			// Ask again about a peer concluded DOWN after a suspicion while
+			// its own link stays down: if the others still hear it, the
+			// verdict was reached on a lost or late answer.
+			if p.episode != 0 && p.link == nil && p.round != nil && !now.Before(p.round.deadline) {
+				m.startRoundLocked(p, now, m.cfg.RecheckInterval)
+			}
 		}
 	}
 	for id, v := range m.vouches {
@@ -125,17 +152,18 @@ func (m *Mesh) checkLocked(now time.Time) {
 }
 
 // startRoundLocked pings the suspect and asks up to ProbeFanout other
-// connected members, chosen at random, whether they hear it.
-func (m *Mesh) startRoundLocked(p *peer, now time.Time) {
+// connected members, chosen at random, whether they hear it. The round
+// ends after d.
+func (m *Mesh) startRoundLocked(p *peer, now time.Time, d time.Duration) {
 	m.nextID++
-	r := &round{id: m.nextID, deadline: now.Add(m.cfg.ProbeTimeout)}
+	r := &round{id: m.nextID, started: now, deadline: now.Add(d)}
 	p.round = r
 	if p.link != nil {
 		p.link.sendDatagram(typePing, appendFrame(nil, &pingFrame{Nonce: r.id}))
 	}
 	helpers := make([]*peer, 0, len(m.peers))
 	for _, q := range m.peers {
-		if q != p && q.link != nil && (q.state == stateUp || q.state == stateSuspect) {
+		if q != p && q.link != nil && q.direct() {
 			helpers = append(helpers, q)
 		}
 	}
@@ -148,9 +176,13 @@ func (m *Mesh) startRoundLocked(p *peer, now time.Time) {
 }
 
 // markDownLocked declares p DOWN and fails the messages waiting for it.
+// When p went silent (rather than leaving), its round stays, as the
+// timer of the next recheck.
 func (m *Mesh) markDownLocked(p *peer, reason string) {
 	p.state = stateDown
-	p.round = nil
+	if p.round != nil {
+		p.round.deadline = time.Now().Add(m.cfg.RecheckInterval)
+	}
 	m.met.transitions.WithLabelValues("down").Inc()
 	m.log.Warn("peer down", "peer", p.name, "reason", reason, "incarnation", p.inc)
 	// Close the connection: the peer, if it only hung, finds it closed when
@@ -169,22 +201,53 @@ func (m *Mesh) markDownLocked(p *peer, reason string) {
 	p.out.fail(p.name, fmt.Errorf("%w: %s: %s", ErrPeerDown, p.name, reason))
 }
 
+// vouchedLocked records that another member (by) hears p, and what it says
+// of p (rec); late reports whether the answer came after its round ended.
+func (m *Mesh) vouchedLocked(p *peer, by string, rec record, late bool) {
+	now := time.Now()
+	p.vouchedAt = now
+	if rec.Incarnation > p.inc && p.link == nil {
+		// p restarted, and this member learns it from a member that hears
+		// the new life: its old messages are gone.
+		p.inc = rec.Incarnation
+		p.out.fail(p.name, fmt.Errorf("%w: %s restarted", ErrPeerDown, p.name))
+	}
+	if rec.Incarnation == p.inc && rec.newer(p.rec) {
+		p.rec = rec
+	}
+	switch p.state {
+	case stateSuspect:
+		p.state = stateUnreachable
+		m.log.Info("peer unreachable", "peer", p.name, "reason", "silent here, but "+by+" hears it", "late", late)
+		if p.link == nil {
+			p.out.fail(p.name, fmt.Errorf("%w: %s: unreachable (only other members hear it)", ErrPeerDown, p.name))
+		}
+	case stateDown:
+		p.state = stateUnreachable
+		m.met.transitions.WithLabelValues("up").Inc()
+		m.log.Warn("peer up", "peer", p.name, "reason", "silent here, but "+by+" hears it", "late", late, "incarnation", p.inc)
+		m.startRoundLocked(p, now, m.cfg.ProbeTimeout)
+	}
+	m.publishLocked()
+}
+
 // heardLocked records that p was heard from directly.
 func (m *Mesh) heardLocked(p *peer, what string) {
 	now := time.Now()
 	p.lastHeard = now
 	switch p.state {
-	case stateSuspect:
+	case stateSuspect, stateUnreachable:
+		was := p.state
 		p.state = stateUp
-		p.round = nil
-		m.log.Info("peer no longer suspect", "peer", p.name, "heard", what)
+		p.round, p.episode = nil, 0
+		m.log.Info("peer no longer "+was.String(), "peer", p.name, "heard", what)
 		m.publishLocked()
 	case stateNew, stateDown:
 		if p.link == nil {
 			return
 		}
 		p.state = stateUp
-		p.round = nil
+		p.round, p.episode = nil, 0
 		m.met.transitions.WithLabelValues("up").Inc()
 		m.log.Info("peer up", "peer", p.name, "reason", "heard "+what, "incarnation", p.inc)
 		m.publishLocked()
@@ -202,8 +265,29 @@ func (m *Mesh) replyLocked(v vouch, heard bool) {
 	if v.from.link == nil {
 		return
 	}
-	rep := &probeReplyFrame{ID: v.id, Target: v.target.name, Heard: heard, Record: v.target.rec}
-	v.from.link.sendControl(typeProbeReply, appendFrame(nil, rep))
+	m.sendReplyLocked(v.from.link, &probeReplyFrame{ID: v.id, Target: v.target.name, Heard: heard, Record: v.target.rec})
+}
+
+// sendReplyLocked sends a probe reply on l, held back by Config.replyDelay
+// (tests: a slow voucher).
+func (m *Mesh) sendReplyLocked(l *link, rep *probeReplyFrame) {
+	b := appendFrame(nil, rep)
+	d := m.cfg.replyDelay
+	if d <= 0 {
+		l.sendControl(typeProbeReply, b)
+		return
+	}
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		t := time.NewTimer(d)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			l.sendControl(typeProbeReply, b)
+		case <-l.ctx.Done():
+		}
+	}()
 }
 
 func (m *Mesh) handleControl(l *link, f frame) error {
@@ -226,16 +310,22 @@ func (m *Mesh) handleControl(l *link, f frame) error {
 	case *probeRequestFrame:
 		m.heardLocked(p, "probe request")
 		t := m.peerByName(f.Target)
-		if t == nil || t == p || t.link == nil || t.state == stateDown || t.state == stateNew {
+		if t == nil || t == p || t.link == nil || !t.direct() {
 			rep := &probeReplyFrame{ID: f.ID, Target: f.Target}
 			if t != nil {
 				rep.Record = t.rec
 			}
-			l.sendControl(typeProbeReply, appendFrame(nil, rep))
+			m.sendReplyLocked(l, rep)
+			return nil
+		}
+		if time.Since(t.lastHeard) < 2*m.cfg.HeartbeatInterval {
+			// Heard within two heartbeats: the answer is known, and the
+			// asker must not wait for this member's ping round trip.
+			m.sendReplyLocked(l, &probeReplyFrame{ID: f.ID, Target: f.Target, Heard: true, Record: t.rec})
 			return nil
 		}
 		if len(m.vouches) >= maxVouches {
-			l.sendControl(typeProbeReply, appendFrame(nil, &probeReplyFrame{ID: f.ID, Target: f.Target, Record: t.rec}))
+			m.sendReplyLocked(l, &probeReplyFrame{ID: f.ID, Target: f.Target, Record: t.rec})
 			return nil
 		}
 		m.nextID++
@@ -244,15 +334,21 @@ func (m *Mesh) handleControl(l *link, f frame) error {
 	case *probeReplyFrame:
 		m.heardLocked(p, "probe reply")
 		t := m.peerByName(f.Target)
-		if t == nil || t.round == nil || t.round.id != f.ID {
-			return nil // a late answer to a finished round
+		if t == nil || t.episode == 0 || f.ID < t.episode {
+			return nil // an answer about a silence that has ended
 		}
+		current := t.round != nil && t.round.id == f.ID
 		if f.Heard {
-			t.round.vouched = p.name
-			if f.Record.Incarnation == t.inc && f.Record.newer(t.rec) {
-				t.rec = f.Record
-				m.publishLocked()
+			if f.Record.Incarnation == 0 || f.Record.Incarnation < t.inc {
+				return nil // news of an older life
 			}
+			if current {
+				t.round.vouched = p.name
+			}
+			m.vouchedLocked(t, p.name, f.Record, !current)
+			return nil
+		}
+		if !current || t.state == stateDown {
 			return nil
 		}
 		t.round.noes++

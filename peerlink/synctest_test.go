@@ -144,12 +144,15 @@ func TestSimDetection(t *testing.T) {
 						}
 						time.Sleep(time.Millisecond)
 					}
+					d := DefaultConfig()
+					lo, hi := d.SuspectAfter-d.HeartbeatInterval, d.SuspectAfter+d.ProbeTimeout+50*time.Millisecond
 					for name, d := range seen {
-						// Defaults: suspect after 250 ms of silence (the last
-						// heartbeat was up to 50 ms before the fault), then
-						// the others answer "no" after VouchTimeout (100 ms).
-						if tc.name == "crash" && (d < 200*time.Millisecond || d > 450*time.Millisecond) {
-							t.Errorf("%s saw c DOWN after %v, want 200–450 ms", name, d)
+						// Defaults: suspect after SuspectAfter of silence
+						// (the last heartbeat was up to one interval before
+						// the fault), then the others answer "no" after
+						// VouchTimeout, within ProbeTimeout.
+						if tc.name == "crash" && (d < lo || d > hi) {
+							t.Errorf("%s saw c DOWN after %v, want %v–%v", name, d, lo, hi)
 						}
 						t.Logf("%s: c DOWN after %v", name, d)
 					}
