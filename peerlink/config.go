@@ -17,14 +17,14 @@ import (
 // Config configures a Mesh. Zero values mean the defaults of DefaultConfig.
 //
 // The failure-detection defaults aim at DOWN everywhere within 1 s of a
-// member dying (SIGKILL, SIGSTOP, network loss) with room to spare, and
-// otherwise at tolerance: no false DOWN on a loaded 2-core machine, where a
-// process may go unscheduled for a few hundred milliseconds. The time from
-// the victim's last heartbeat to DOWN is SuspectAfter + one detector tick +
-// the probe time: VouchTimeout when every member asked answers no (the
-// usual case: 400 + 10 + 200 = 610 ms, about 590 ms after the kill on
-// average), ProbeTimeout at most when they do not answer (400 + 10 + 300 =
-// 710 ms).
+// member dying (SIGKILL, SIGSTOP, network loss), and otherwise at
+// tolerance: no false DOWN on a loaded 2-core machine, where a process may
+// go unscheduled for a few hundred milliseconds, and none from one broken
+// link. The time from the victim's last heartbeat to DOWN is SuspectAfter +
+// one detector tick + the probe time: VouchTimeout when every member asked
+// answers no (the usual case: 350 + 10 + 200 = 560 ms, about 535 ms after
+// the kill on average), VouchLifetime at most when they do not answer
+// (350 + 10 + 500 = 860 ms).
 type Config struct {
 	// Farm is the farm file; required.
 	Farm *config.Farm
@@ -62,30 +62,29 @@ type Config struct {
 	// (about 70 bytes each), and five fit in SuspectAfter.
 	HeartbeatInterval time.Duration
 	// SuspectAfter is how long a peer may stay silent before it is suspect
-	// and the other members are asked about it. If zero, 400 ms: eight
+	// and the other members are asked about it. If zero, 350 ms: seven
 	// heartbeats, so that lost datagrams or a peer (or this member)
 	// unscheduled for a few hundred ms on a loaded machine do not start a
-	// probe, while a dead peer is still DOWN well within 1 s.
+	// probe, while a dead peer is still DOWN within 1 s.
 	SuspectAfter time.Duration
-	// ProbeTimeout is how long a suspecting member waits for another
-	// member to vouch for the suspect before declaring it DOWN, and the
-	// length of each later round of questions while the suspect stays
-	// silent. If zero, 300 ms: on a LAN a vouching member answers within
-	// a round trip (at once if it heard the suspect within the last two
-	// heartbeats); the rest is room for a loaded machine. An answer that
-	// comes later still counts (it makes the peer UP again), so this
-	// bounds detection time, not correctness.
+	// ProbeTimeout is the length of a round of questions: while a peer
+	// stays silent, the other members are asked about it again each
+	// ProbeTimeout. If zero, 250 ms: two rounds fit in VouchLifetime, so
+	// one lost or slow question does not decide.
 	ProbeTimeout time.Duration
 	// VouchTimeout is how long a member asked about a suspect waits to hear
-	// from it before answering no. If zero, two thirds of ProbeTimeout
-	// (200 ms), so that the "no" arrives before the asker's deadline and
-	// the asker decides as soon as everyone has said no.
+	// from it before answering no. If zero, two thirds of ProbeTimeout;
+	// the default is 200 ms, so that the "no" arrives within the asker's
+	// round and it decides as soon as everyone has said no.
 	VouchTimeout time.Duration
-	// VouchLifetime is how long one "yes" keeps a peer that this member
-	// cannot hear (unreachable) UP when later rounds get no answer at
-	// all. An explicit "no" from every member asked still makes it DOWN
-	// at once. If zero, twice ProbeTimeout (600 ms): one round whose
-	// answers are late does not undo a member that others hear.
+	// VouchLifetime is how long a silent peer stays UP without any member
+	// saying it hears it: after the suspicion, or after the last "yes"
+	// while only other members hear it (unreachable). An explicit "no"
+	// from every member asked makes it DOWN sooner. If zero, twice
+	// ProbeTimeout (500 ms): a voucher slowed down by a loaded machine
+	// has that long to answer, and a peer whose asked members do not
+	// answer at all is still DOWN within SuspectAfter + VouchLifetime +
+	// one heartbeat (900 ms) of dying.
 	VouchLifetime time.Duration
 	// RecheckInterval is how often the other members are asked again
 	// about a peer this member declared DOWN after a silence, while the
@@ -141,10 +140,10 @@ type Config struct {
 func DefaultConfig() Config {
 	return Config{
 		HeartbeatInterval: 50 * time.Millisecond,
-		SuspectAfter:      400 * time.Millisecond,
-		ProbeTimeout:      300 * time.Millisecond,
+		SuspectAfter:      350 * time.Millisecond,
+		ProbeTimeout:      250 * time.Millisecond,
 		VouchTimeout:      200 * time.Millisecond,
-		VouchLifetime:     600 * time.Millisecond,
+		VouchLifetime:     500 * time.Millisecond,
 		RecheckInterval:   time.Second,
 		ProbeFanout:       3,
 		StatusInterval:    10 * time.Millisecond,
@@ -205,6 +204,10 @@ func (c *Config) populate() error {
 	}
 	if c.SuspectAfter < 2*c.HeartbeatInterval {
 		return fmt.Errorf("peerlink: SuspectAfter %v is less than two heartbeats (%v)", c.SuspectAfter, c.HeartbeatInterval)
+	}
+	if c.VouchLifetime < c.ProbeTimeout+c.VouchTimeout {
+		// The answers to the second round must have time to arrive.
+		return fmt.Errorf("peerlink: VouchLifetime %v is less than ProbeTimeout + VouchTimeout (%v)", c.VouchLifetime, c.ProbeTimeout+c.VouchTimeout)
 	}
 	if c.VouchTimeout >= c.ProbeTimeout {
 		return fmt.Errorf("peerlink: VouchTimeout %v must be less than ProbeTimeout %v", c.VouchTimeout, c.ProbeTimeout)

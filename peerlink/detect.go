@@ -23,13 +23,14 @@ import (
 //     that comes late (after its round ended, even after this member
 //     concluded DOWN) counts as long as it answers a question of the
 //     current silence: it proves the peer lived after that question.
-//  5. A new round starts when one ends, for as long as the peer is silent
-//     (each vouched round refreshes its record); a peer DOWN after a
-//     suspicion is asked about again every RecheckInterval while its link
-//     is down, so that a verdict reached on a lost or late answer is undone.
-//  6. The peer is DOWN when every member asked says no; or when a round
-//     passes without a yes and nobody has vouched for it in this silence
-//     (suspect) or for VouchLifetime (unreachable).
+//  5. A new round starts every ProbeTimeout for as long as the peer is
+//     silent (each yes refreshes its record and its lease); a peer DOWN
+//     after a suspicion is asked about again every RecheckInterval while
+//     its link is down, so that a verdict reached on a lost or late answer
+//     is undone.
+//  6. The peer is DOWN when every member asked in a round says no, or
+//     when VouchLifetime passes since the suspicion or the last yes
+//     without a yes.
 //  7. Hearing from the peer itself makes it UP again at once.
 //
 // DOWN is each member's own conclusion, not news that travels: there is no
@@ -100,37 +101,30 @@ func (m *Mesh) checkLocked(now time.Time) {
 			if now.Sub(p.lastHeard) > m.cfg.SuspectAfter && !now.Before(m.graceUntil) {
 				p.state = stateSuspect
 				p.episode = m.nextID + 1 // the id of the round about to start
-				p.vouchedAt = time.Time{}
+				p.suspectedAt, p.vouchedAt = now, time.Time{}
 				m.log.Info("peer suspect", "peer", p.name, "silent_ms", now.Sub(p.lastHeard).Milliseconds())
 				m.startRoundLocked(p, now, m.cfg.ProbeTimeout)
 				changed = true
 			}
 		case stateSuspect, stateUnreachable:
-			r := p.round
-			if now.Before(r.deadline) {
+			// The last sign of life: the suspicion itself, or the last yes.
+			since := p.suspectedAt
+			if p.vouchedAt.After(since) {
+				since = p.vouchedAt
+			}
+			if now.Sub(since) > m.cfg.VouchLifetime && !now.Before(m.graceUntil) {
+				m.markDownLocked(p, fmt.Sprintf("silent for %d ms and no member vouched for it for %d ms (asked %d in the last round)",
+					now.Sub(p.lastHeard).Milliseconds(), now.Sub(since).Milliseconds(), p.round.asked))
+				changed = true
 				continue
 			}
-			if now.Before(m.graceUntil) {
-				// This member just stalled: the answers to this round may
-				// be waiting unread in its socket. Ask again instead of
-				// concluding.
+			// Otherwise ask again each ProbeTimeout: the next answer
+			// refreshes the peer's record, or says it is gone. (After a
+			// stall of this member, the answers may be waiting unread in
+			// its socket; the grace above keeps it from concluding.)
+			if !now.Before(p.round.deadline) {
 				m.startRoundLocked(p, now, m.cfg.ProbeTimeout)
-				continue
 			}
-			if r.vouched != "" {
-				m.log.Debug("suspect vouched for", "peer", p.name, "by", r.vouched)
-				m.startRoundLocked(p, now, m.cfg.ProbeTimeout)
-				continue
-			}
-			if p.state == stateUnreachable && now.Sub(p.vouchedAt) <= m.cfg.VouchLifetime {
-				// The members asked did not answer in time (they may be
-				// the slow ones): one recent yes still stands.
-				m.startRoundLocked(p, now, m.cfg.ProbeTimeout)
-				continue
-			}
-			m.markDownLocked(p, fmt.Sprintf("silent for %d ms and no member heard it within %d ms (asked %d)",
-				now.Sub(p.lastHeard).Milliseconds(), now.Sub(r.started).Milliseconds(), r.asked))
-			changed = true
 		case stateDown:
 			// Ask again about a peer concluded DOWN after a suspicion while
 			// its own link stays down: if the others still hear it, the
@@ -206,6 +200,7 @@ func (m *Mesh) markDownLocked(p *peer, reason string) {
 func (m *Mesh) vouchedLocked(p *peer, by string, rec record, late bool) {
 	now := time.Now()
 	p.vouchedAt = now
+	m.log.Debug("suspect vouched for", "peer", p.name, "by", by, "late", late)
 	if rec.Incarnation > p.inc && p.link == nil {
 		// p restarted, and this member learns it from a member that hears
 		// the new life: its old messages are gone.
@@ -341,9 +336,6 @@ func (m *Mesh) handleControl(l *link, f frame) error {
 		if f.Heard {
 			if f.Record.Incarnation == 0 || f.Record.Incarnation < t.inc {
 				return nil // news of an older life
-			}
-			if current {
-				t.round.vouched = p.name
 			}
 			m.vouchedLocked(t, p.name, f.Record, !current)
 			return nil

@@ -101,6 +101,7 @@ type peer struct {
 	lastHeard   time.Time     // (mu) last frame of any kind straight from the peer
 	round       *round        // (mu) the probe round while suspect, unreachable, or DOWN after a suspicion
 	episode     uint64        // (mu) id of the first round of the current silence; 0 when heard
+	suspectedAt time.Time     // (mu) when the current silence became a suspicion
 	vouchedAt   time.Time     // (mu) when another member last said it hears the peer
 	rec         record        // (mu) the peer's latest record
 	hbSeq       uint64        // (mu) heartbeats sent to the peer
@@ -119,7 +120,6 @@ type round struct {
 	deadline time.Time
 	asked    int
 	noes     int
-	vouched  string // a member that still hears the peer
 }
 
 // vouch is a probe request this member answers once it hears the target.

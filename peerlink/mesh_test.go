@@ -189,6 +189,7 @@ func TestOneLinkCut(t *testing.T) {
 	// must not fail because a loaded CI machine starved a member for 400 ms.
 	lenient := func(c *Config) {
 		c.SuspectAfter, c.ProbeTimeout, c.VouchTimeout = 600*time.Millisecond, 500*time.Millisecond, 400*time.Millisecond
+		c.VouchLifetime = time.Second
 	}
 	for _, n := range names {
 		ms[n] = startMember(t, tf, pki, n, lenient)
