@@ -14,9 +14,9 @@ import (
 //     and sends a probe request about it to up to ProbeFanout other
 //     connected members.
 //  3. A member asked about the suspect answers yes at once if it heard
-//     from the suspect within the last two heartbeat intervals; otherwise
-//     it pings it and answers yes as soon as it hears from it, or no after
-//     VouchTimeout. It vouches only for what it hears itself, never for
+//     from the suspect within the last two heartbeat intervals, and no at
+//     once if it holds it DOWN itself; otherwise it pings it and answers
+//     yes as soon as it hears from it, or no after VouchTimeout. It vouches only for what it hears itself, never for
 //     what it was told.
 //  4. A yes makes the suspect unreachable: silent to this member, alive for
 //     the farm, so UP in the table with the record the yes carries. A yes
@@ -305,7 +305,7 @@ func (m *Mesh) handleControl(l *link, f frame) error {
 	case *probeRequestFrame:
 		m.heardLocked(p, "probe request")
 		t := m.peerByName(f.Target)
-		if t == nil || t == p || t.link == nil || !t.direct() {
+		if t == nil || t == p || !t.direct() {
 			rep := &probeReplyFrame{ID: f.ID, Target: f.Target}
 			if t != nil {
 				rep.Record = t.rec
@@ -313,7 +313,7 @@ func (m *Mesh) handleControl(l *link, f frame) error {
 			m.sendReplyLocked(l, rep)
 			return nil
 		}
-		if time.Since(t.lastHeard) < 2*m.cfg.HeartbeatInterval {
+		if t.link != nil && time.Since(t.lastHeard) < 2*m.cfg.HeartbeatInterval {
 			// Heard within two heartbeats: the answer is known, and the
 			// asker must not wait for this member's ping round trip.
 			m.sendReplyLocked(l, &probeReplyFrame{ID: f.ID, Target: f.Target, Heard: true, Record: t.rec})
@@ -325,7 +325,12 @@ func (m *Mesh) handleControl(l *link, f frame) error {
 		}
 		m.nextID++
 		m.vouches[m.nextID] = vouch{from: p, id: f.ID, target: t, deadline: time.Now().Add(m.cfg.VouchTimeout)}
-		t.link.sendDatagram(typePing, appendFrame(nil, &pingFrame{Nonce: m.nextID}))
+		// With no link (it just failed, say after a long stall of this
+		// machine, and is being redialed) there is nothing to ping, but
+		// the answer is not "no" yet: a new link's hello may come first.
+		if t.link != nil {
+			t.link.sendDatagram(typePing, appendFrame(nil, &pingFrame{Nonce: m.nextID}))
+		}
 	case *probeReplyFrame:
 		m.heardLocked(p, "probe reply")
 		t := m.peerByName(f.Target)
