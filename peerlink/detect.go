@@ -41,6 +41,20 @@ import (
 // answered "no" at once (a flood of questions cannot grow memory).
 const maxVouches = 4096
 
+// maxRecentRounds bounds the rounds about one peer whose answers still
+// count.
+const maxRecentRounds = 4
+
+// recentRound returns the recent round about p with the given id, or nil.
+func (p *peer) recentRound(id uint64) *round {
+	for _, r := range p.recent {
+		if r.id == id {
+			return r
+		}
+	}
+	return nil
+}
+
 // detectLoop sends heartbeats and runs the suspicion timers.
 func (m *Mesh) detectLoop(ctx context.Context) {
 	defer m.wg.Done()
@@ -152,6 +166,10 @@ func (m *Mesh) startRoundLocked(p *peer, now time.Time, d time.Duration) {
 	m.nextID++
 	r := &round{id: m.nextID, started: now, deadline: now.Add(d)}
 	p.round = r
+	if len(p.recent) == maxRecentRounds {
+		p.recent = append(p.recent[:0], p.recent[1:]...)
+	}
+	p.recent = append(p.recent, r)
 	if p.link != nil {
 		p.link.sendDatagram(typePing, appendFrame(nil, &pingFrame{Nonce: r.id}))
 	}
@@ -234,7 +252,7 @@ func (m *Mesh) heardLocked(p *peer, what string) {
 	case stateSuspect, stateUnreachable:
 		was := p.state
 		p.state = stateUp
-		p.round, p.episode = nil, 0
+		p.round, p.recent, p.episode = nil, nil, 0
 		m.log.Info("peer no longer "+was.String(), "peer", p.name, "heard", what)
 		m.publishLocked()
 	case stateNew, stateDown:
@@ -242,7 +260,7 @@ func (m *Mesh) heardLocked(p *peer, what string) {
 			return
 		}
 		p.state = stateUp
-		p.round, p.episode = nil, 0
+		p.round, p.recent, p.episode = nil, nil, 0
 		m.met.transitions.WithLabelValues("up").Inc()
 		m.log.Info("peer up", "peer", p.name, "reason", "heard "+what, "incarnation", p.inc)
 		m.publishLocked()
@@ -345,13 +363,17 @@ func (m *Mesh) handleControl(l *link, f frame) error {
 			m.vouchedLocked(t, p.name, f.Record, !current)
 			return nil
 		}
-		if !current || t.state == stateDown {
+		// A no may come after its round ended (VouchTimeout plus two
+		// hops can exceed ProbeTimeout on a loaded machine): it counts
+		// against the round it answers, unless a yes came since.
+		r := t.recentRound(f.ID)
+		if r == nil || !t.alive() {
 			return nil
 		}
-		t.round.noes++
-		if t.round.noes >= t.round.asked {
+		r.noes++
+		if r.noes >= r.asked && !t.vouchedAt.After(r.started) {
 			m.markDownLocked(t, fmt.Sprintf("silent for %d ms and none of the %d members asked hears it",
-				time.Since(t.lastHeard).Milliseconds(), t.round.asked))
+				time.Since(t.lastHeard).Milliseconds(), r.asked))
 			m.publishLocked()
 		}
 	default:

@@ -263,7 +263,7 @@ func (m *Mesh) dropLink(l *link) {
 	close(p.linkGone)
 	m.log.Debug("link down", "peer", p.name, "closed_by_peer", byPeer, "code", uint64(code))
 	if byPeer && code == codeShutdown && p.state != stateDown && p.state != stateNew {
-		p.round, p.episode = nil, 0 // it left: nothing to ask again
+		p.round, p.recent, p.episode = nil, nil, 0 // it left: nothing to ask again
 		m.markDownLocked(p, "the peer left the farm (shut down)")
 		m.publishLocked()
 	}

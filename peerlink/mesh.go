@@ -100,6 +100,7 @@ type peer struct {
 	state       peerState     // (mu)
 	lastHeard   time.Time     // (mu) last frame of any kind straight from the peer
 	round       *round        // (mu) the probe round while suspect, unreachable, or DOWN after a suspicion
+	recent      []*round      // (mu) the last rounds, whose answers still count
 	episode     uint64        // (mu) id of the first round of the current silence; 0 when heard
 	suspectedAt time.Time     // (mu) when the current silence became a suspicion
 	vouchedAt   time.Time     // (mu) when another member last said it hears the peer
