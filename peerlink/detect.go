@@ -28,9 +28,10 @@ import (
 //     after a suspicion is asked about again every RecheckInterval while
 //     its link is down, so that a verdict reached on a lost or late answer
 //     is undone.
-//  6. The peer is DOWN when every member asked in a round says no, or
+//  6. The peer is DOWN when every member asked in a round says no (a
+//     late no still counts against its round, unless a yes came since),
 //     when VouchLifetime passes since the suspicion or the last yes
-//     without a yes.
+//     without a yes, or, with nobody to ask, when one round passes.
 //  7. Hearing from the peer itself makes it UP again at once.
 //
 // DOWN is each member's own conclusion, not news that travels: there is no
@@ -126,7 +127,10 @@ func (m *Mesh) checkLocked(now time.Time) {
 			if p.vouchedAt.After(since) {
 				since = p.vouchedAt
 			}
-			if now.Sub(since) > m.cfg.VouchLifetime && !now.Before(m.graceUntil) {
+			// With nobody to ask (a farm of two, or every other link
+			// down too), a round passed in silence is all there is to know.
+			alone := p.state == stateSuspect && p.round.asked == 0 && !now.Before(p.round.deadline)
+			if (alone || now.Sub(since) > m.cfg.VouchLifetime) && !now.Before(m.graceUntil) {
 				m.markDownLocked(p, fmt.Sprintf("silent for %d ms and no member vouched for it for %d ms (asked %d in the last round)",
 					now.Sub(p.lastHeard).Milliseconds(), now.Sub(since).Milliseconds(), p.round.asked))
 				changed = true
