@@ -16,12 +16,15 @@ import (
 
 // Config configures a Mesh. Zero values mean the defaults of DefaultConfig.
 //
-// The failure-detection defaults aim at DOWN everywhere well within 1 s of a
-// member dying (SIGKILL, SIGSTOP, network loss) on a LAN, without a false
-// DOWN on a loaded 2-core machine. The worst case from the last heartbeat a
-// member sent to DOWN is SuspectAfter + one detector tick + the probe time
-// (ProbeTimeout at most, VouchTimeout when every asked member answers):
-// 250 + 10 + 150 = 410 ms, typically about 350 ms.
+// The failure-detection defaults aim at DOWN everywhere within 1 s of a
+// member dying (SIGKILL, SIGSTOP, network loss), and otherwise at
+// tolerance: no false DOWN on a loaded 2-core machine, where a process may
+// go unscheduled for a few hundred milliseconds, and none from one broken
+// link. The time from the victim's last heartbeat to DOWN is SuspectAfter +
+// one detector tick + the probe time: VouchTimeout when every member asked
+// answers no (the usual case: 350 + 10 + 200 = 560 ms, about 535 ms after
+// the kill on average), VouchLifetime at most when they do not answer
+// (350 + 10 + 500 = 860 ms).
 type Config struct {
 	// Farm is the farm file; required.
 	Farm *config.Farm
@@ -59,21 +62,37 @@ type Config struct {
 	// (about 70 bytes each), and five fit in SuspectAfter.
 	HeartbeatInterval time.Duration
 	// SuspectAfter is how long a peer may stay silent before it is suspect
-	// and the other members are asked about it. If zero, 250 ms: five
-	// heartbeats, so that one or two lost datagrams or a scheduling stall
-	// of a loaded machine (tens of ms) do not start a probe.
+	// and the other members are asked about it. If zero, 350 ms: seven
+	// heartbeats, so that lost datagrams or a peer (or this member)
+	// unscheduled for a few hundred ms on a loaded machine do not start a
+	// probe, while a dead peer is still DOWN within 1 s.
 	SuspectAfter time.Duration
-	// ProbeTimeout is how long a suspecting member waits for another
-	// member to vouch for the suspect before declaring it DOWN. If zero,
-	// 150 ms: on a LAN a vouching member hears the suspect within a
-	// round trip of its ping, far less than this; it leaves room for a
-	// loaded machine.
+	// ProbeTimeout is the length of a round of questions: while a peer
+	// stays silent, the other members are asked about it again each
+	// ProbeTimeout. If zero, 250 ms: two rounds fit in VouchLifetime, so
+	// one lost or slow question does not decide.
 	ProbeTimeout time.Duration
 	// VouchTimeout is how long a member asked about a suspect waits to hear
-	// from it before answering no. If zero, two thirds of ProbeTimeout
-	// (100 ms), so that the "no" arrives before the asker's deadline and
-	// the asker decides as soon as everyone has said no.
+	// from it before answering no. If zero, two thirds of ProbeTimeout;
+	// the default is 200 ms, so that the "no" arrives within the asker's
+	// round and it decides as soon as everyone has said no.
 	VouchTimeout time.Duration
+	// VouchLifetime is how long a silent peer stays UP without any member
+	// saying it hears it: after the suspicion, or after the last "yes"
+	// while only other members hear it (unreachable). An explicit "no"
+	// from every member asked makes it DOWN sooner. If zero, twice
+	// ProbeTimeout (500 ms): a voucher slowed down by a loaded machine
+	// has that long to answer, and a peer whose asked members do not
+	// answer at all is still DOWN within SuspectAfter + VouchLifetime +
+	// one heartbeat (900 ms) of dying.
+	VouchLifetime time.Duration
+	// RecheckInterval is how often the other members are asked again
+	// about a peer this member declared DOWN after a silence, while the
+	// link to it is down: if they hear it, it is UP again (a verdict
+	// reached on a lost or late answer, or a peer that restarted while
+	// only its link to this member is broken). If zero, 1 s: a few control
+	// frames a second for each dead member.
+	RecheckInterval time.Duration
 	// ProbeFanout is how many other members, at most, are asked about a
 	// suspect (chosen at random). If zero, 3: one honest answer is enough,
 	// three tolerate two members that are themselves slow or cut off, and
@@ -112,15 +131,20 @@ type Config struct {
 
 	// transport replaces QUIC (tests use an in-memory network).
 	transport transport
+	// replyDelay holds back every probe reply this member sends (tests:
+	// a slow voucher).
+	replyDelay time.Duration
 }
 
 // DefaultConfig returns the defaults; set Farm and Self before use.
 func DefaultConfig() Config {
 	return Config{
 		HeartbeatInterval: 50 * time.Millisecond,
-		SuspectAfter:      250 * time.Millisecond,
-		ProbeTimeout:      150 * time.Millisecond,
-		VouchTimeout:      100 * time.Millisecond,
+		SuspectAfter:      350 * time.Millisecond,
+		ProbeTimeout:      250 * time.Millisecond,
+		VouchTimeout:      200 * time.Millisecond,
+		VouchLifetime:     500 * time.Millisecond,
+		RecheckInterval:   time.Second,
 		ProbeFanout:       3,
 		StatusInterval:    10 * time.Millisecond,
 		RedialInterval:    100 * time.Millisecond,
@@ -163,6 +187,8 @@ func (c *Config) populate() error {
 	setDur(&c.SuspectAfter, d.SuspectAfter)
 	setDur(&c.ProbeTimeout, d.ProbeTimeout)
 	setDur(&c.VouchTimeout, c.ProbeTimeout*2/3)
+	setDur(&c.VouchLifetime, 2*c.ProbeTimeout)
+	setDur(&c.RecheckInterval, d.RecheckInterval)
 	setDur(&c.StatusInterval, d.StatusInterval)
 	setDur(&c.RedialInterval, d.RedialInterval)
 	setDur(&c.DialTimeout, d.DialTimeout)
@@ -178,6 +204,10 @@ func (c *Config) populate() error {
 	}
 	if c.SuspectAfter < 2*c.HeartbeatInterval {
 		return fmt.Errorf("peerlink: SuspectAfter %v is less than two heartbeats (%v)", c.SuspectAfter, c.HeartbeatInterval)
+	}
+	if c.VouchLifetime < c.ProbeTimeout+c.VouchTimeout {
+		// The answers to the second round must have time to arrive.
+		return fmt.Errorf("peerlink: VouchLifetime %v is less than ProbeTimeout + VouchTimeout (%v)", c.VouchLifetime, c.ProbeTimeout+c.VouchTimeout)
 	}
 	if c.VouchTimeout >= c.ProbeTimeout {
 		return fmt.Errorf("peerlink: VouchTimeout %v must be less than ProbeTimeout %v", c.VouchTimeout, c.ProbeTimeout)

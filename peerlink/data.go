@@ -103,7 +103,7 @@ func (m *Mesh) Send(ctx context.Context, peer string, body []byte) error {
 	msg := &outMsg{body: append([]byte(nil), body...), done: make(chan error, 1)}
 	for {
 		m.mu.Lock()
-		reachable := (p.state == stateUp || p.state == stateSuspect) && !m.stopped
+		reachable := p.direct() && !m.stopped
 		m.mu.Unlock()
 		if !reachable {
 			return fmt.Errorf("peerlink: send to %s: %w", p.name, ErrPeerDown)
@@ -129,7 +129,7 @@ func (m *Mesh) Send(ctx context.Context, peer string, body []byte) error {
 	// The peer may have gone DOWN between the check and the enqueue; its
 	// DOWN failed the outbox before this message was in it.
 	m.mu.Lock()
-	reachable := (p.state == stateUp || p.state == stateSuspect) && !m.stopped
+	reachable := p.direct() && !m.stopped
 	m.mu.Unlock()
 	if !reachable {
 		p.out.fail(p.name, fmt.Errorf("peerlink: send to %s: %w", p.name, ErrPeerDown))

@@ -11,14 +11,28 @@ import (
 //  1. Every member sends every peer a heartbeat datagram each
 //     HeartbeatInterval. Any frame from a peer counts as hearing it.
 //  2. A peer silent for SuspectAfter becomes suspect. This member pings it
-//     and sends a probe request about it to every other connected member.
-//  3. A member asked about the suspect pings it too, and answers yes as soon
-//     as it hears from the suspect after the question arrived, or no after
-//     VouchTimeout.
-//  4. A yes keeps the suspect UP (its record travels in the reply), and a
-//     new round starts when this one ends. When every member asked has said
-//     no, or ProbeTimeout passes without a yes, the suspect is DOWN.
-//  5. Hearing from the peer itself makes it UP again at once.
+//     and sends a probe request about it to up to ProbeFanout other
+//     connected members.
+//  3. A member asked about the suspect answers yes at once if it heard
+//     from the suspect within the last two heartbeat intervals, and no at
+//     once if it holds it DOWN itself; otherwise it pings it and answers
+//     yes as soon as it hears from it, or no after VouchTimeout. It vouches only for what it hears itself, never for
+//     what it was told.
+//  4. A yes makes the suspect unreachable: silent to this member, alive for
+//     the farm, so UP in the table with the record the yes carries. A yes
+//     that comes late (after its round ended, even after this member
+//     concluded DOWN) counts as long as it answers a question of the
+//     current silence: it proves the peer lived after that question.
+//  5. A new round starts every ProbeTimeout for as long as the peer is
+//     silent (each yes refreshes its record and its lease); a peer DOWN
+//     after a suspicion is asked about again every RecheckInterval while
+//     its link is down, so that a verdict reached on a lost or late answer
+//     is undone.
+//  6. The peer is DOWN when every member asked in a round says no (a
+//     late no still counts against its round, unless a yes came since),
+//     when VouchLifetime passes since the suspicion or the last yes
+//     without a yes, or, with nobody to ask, when one round passes.
+//  7. Hearing from the peer itself makes it UP again at once.
 //
 // DOWN is each member's own conclusion, not news that travels: there is no
 // rumour to go stale. Incarnations order what does travel (records, and
@@ -27,6 +41,20 @@ import (
 // maxVouches bounds the probe requests a member holds at once; more are
 // answered "no" at once (a flood of questions cannot grow memory).
 const maxVouches = 4096
+
+// maxRecentRounds bounds the rounds about one peer whose answers still
+// count.
+const maxRecentRounds = 4
+
+// recentRound returns the recent round about p with the given id, or nil.
+func (p *peer) recentRound(id uint64) *round {
+	for _, r := range p.recent {
+		if r.id == id {
+			return r
+		}
+	}
+	return nil
+}
 
 // detectLoop sends heartbeats and runs the suspicion timers.
 func (m *Mesh) detectLoop(ctx context.Context) {
@@ -87,30 +115,41 @@ func (m *Mesh) checkLocked(now time.Time) {
 		case stateUp:
 			if now.Sub(p.lastHeard) > m.cfg.SuspectAfter && !now.Before(m.graceUntil) {
 				p.state = stateSuspect
+				p.episode = m.nextID + 1 // the id of the round about to start
+				p.suspectedAt, p.vouchedAt = now, time.Time{}
 				m.log.Info("peer suspect", "peer", p.name, "silent_ms", now.Sub(p.lastHeard).Milliseconds())
-				m.startRoundLocked(p, now)
+				m.startRoundLocked(p, now, m.cfg.ProbeTimeout)
 				changed = true
 			}
-		case stateSuspect:
-			r := p.round
-			if now.Before(r.deadline) {
+		case stateSuspect, stateUnreachable:
+			// The last sign of life: the suspicion itself, or the last yes.
+			since := p.suspectedAt
+			if p.vouchedAt.After(since) {
+				since = p.vouchedAt
+			}
+			// With nobody to ask (a farm of two, or every other link
+			// down too), a round passed in silence is all there is to know.
+			alone := p.state == stateSuspect && p.round.asked == 0 && !now.Before(p.round.deadline)
+			if (alone || now.Sub(since) > m.cfg.VouchLifetime) && !now.Before(m.graceUntil) {
+				m.markDownLocked(p, fmt.Sprintf("silent for %d ms and no member vouched for it for %d ms (asked %d in the last round)",
+					now.Sub(p.lastHeard).Milliseconds(), now.Sub(since).Milliseconds(), p.round.asked))
+				changed = true
 				continue
 			}
-			if now.Before(m.graceUntil) {
-				// This member just stalled: the answers to this round may
-				// be waiting unread in its socket. Ask again instead of
-				// concluding.
-				m.startRoundLocked(p, now)
-				continue
+			// Otherwise ask again each ProbeTimeout: the next answer
+			// refreshes the peer's record, or says it is gone. (After a
+			// stall of this member, the answers may be waiting unread in
+			// its socket; the grace above keeps it from concluding.)
+			if !now.Before(p.round.deadline) {
+				m.startRoundLocked(p, now, m.cfg.ProbeTimeout)
 			}
-			if r.vouched != "" {
-				m.log.Debug("suspect vouched for", "peer", p.name, "by", r.vouched)
-				m.startRoundLocked(p, now)
-				continue
+		case stateDown:
+			// Ask again about a peer concluded DOWN after a suspicion while
+			// its own link stays down: if the others still hear it, the
+			// verdict was reached on a lost or late answer.
+			if p.episode != 0 && p.link == nil && p.round != nil && !now.Before(p.round.deadline) {
+				m.startRoundLocked(p, now, m.cfg.RecheckInterval)
 			}
-			m.markDownLocked(p, fmt.Sprintf("silent for %d ms and no member heard it within %d ms (asked %d)",
-				now.Sub(p.lastHeard).Milliseconds(), m.cfg.ProbeTimeout.Milliseconds(), r.asked))
-			changed = true
 		}
 	}
 	for id, v := range m.vouches {
@@ -125,17 +164,22 @@ func (m *Mesh) checkLocked(now time.Time) {
 }
 
 // startRoundLocked pings the suspect and asks up to ProbeFanout other
-// connected members, chosen at random, whether they hear it.
-func (m *Mesh) startRoundLocked(p *peer, now time.Time) {
+// connected members, chosen at random, whether they hear it. The round
+// ends after d.
+func (m *Mesh) startRoundLocked(p *peer, now time.Time, d time.Duration) {
 	m.nextID++
-	r := &round{id: m.nextID, deadline: now.Add(m.cfg.ProbeTimeout)}
+	r := &round{id: m.nextID, started: now, deadline: now.Add(d)}
 	p.round = r
+	if len(p.recent) == maxRecentRounds {
+		p.recent = append(p.recent[:0], p.recent[1:]...)
+	}
+	p.recent = append(p.recent, r)
 	if p.link != nil {
 		p.link.sendDatagram(typePing, appendFrame(nil, &pingFrame{Nonce: r.id}))
 	}
 	helpers := make([]*peer, 0, len(m.peers))
 	for _, q := range m.peers {
-		if q != p && q.link != nil && (q.state == stateUp || q.state == stateSuspect) {
+		if q != p && q.link != nil && q.direct() {
 			helpers = append(helpers, q)
 		}
 	}
@@ -148,9 +192,13 @@ func (m *Mesh) startRoundLocked(p *peer, now time.Time) {
 }
 
 // markDownLocked declares p DOWN and fails the messages waiting for it.
+// When p went silent (rather than leaving), its round stays, as the
+// timer of the next recheck.
 func (m *Mesh) markDownLocked(p *peer, reason string) {
 	p.state = stateDown
-	p.round = nil
+	if p.round != nil {
+		p.round.deadline = time.Now().Add(m.cfg.RecheckInterval)
+	}
 	m.met.transitions.WithLabelValues("down").Inc()
 	m.log.Warn("peer down", "peer", p.name, "reason", reason, "incarnation", p.inc)
 	// Close the connection: the peer, if it only hung, finds it closed when
@@ -169,22 +217,54 @@ func (m *Mesh) markDownLocked(p *peer, reason string) {
 	p.out.fail(p.name, fmt.Errorf("%w: %s: %s", ErrPeerDown, p.name, reason))
 }
 
+// vouchedLocked records that another member (by) hears p, and what it says
+// of p (rec); late reports whether the answer came after its round ended.
+func (m *Mesh) vouchedLocked(p *peer, by string, rec record, late bool) {
+	now := time.Now()
+	p.vouchedAt = now
+	m.log.Debug("suspect vouched for", "peer", p.name, "by", by, "late", late)
+	if rec.Incarnation > p.inc && p.link == nil {
+		// p restarted, and this member learns it from a member that hears
+		// the new life: its old messages are gone.
+		p.inc = rec.Incarnation
+		p.out.fail(p.name, fmt.Errorf("%w: %s restarted", ErrPeerDown, p.name))
+	}
+	if rec.Incarnation == p.inc && rec.newer(p.rec) {
+		p.rec = rec
+	}
+	switch p.state {
+	case stateSuspect:
+		p.state = stateUnreachable
+		m.log.Info("peer unreachable", "peer", p.name, "reason", "silent here, but "+by+" hears it", "late", late)
+		if p.link == nil {
+			p.out.fail(p.name, fmt.Errorf("%w: %s: unreachable (only other members hear it)", ErrPeerDown, p.name))
+		}
+	case stateDown:
+		p.state = stateUnreachable
+		m.met.transitions.WithLabelValues("up").Inc()
+		m.log.Warn("peer up", "peer", p.name, "reason", "silent here, but "+by+" hears it", "late", late, "incarnation", p.inc)
+		m.startRoundLocked(p, now, m.cfg.ProbeTimeout)
+	}
+	m.publishLocked()
+}
+
 // heardLocked records that p was heard from directly.
 func (m *Mesh) heardLocked(p *peer, what string) {
 	now := time.Now()
 	p.lastHeard = now
 	switch p.state {
-	case stateSuspect:
+	case stateSuspect, stateUnreachable:
+		was := p.state
 		p.state = stateUp
-		p.round = nil
-		m.log.Info("peer no longer suspect", "peer", p.name, "heard", what)
+		p.round, p.recent, p.episode = nil, nil, 0
+		m.log.Info("peer no longer "+was.String(), "peer", p.name, "heard", what)
 		m.publishLocked()
 	case stateNew, stateDown:
 		if p.link == nil {
 			return
 		}
 		p.state = stateUp
-		p.round = nil
+		p.round, p.recent, p.episode = nil, nil, 0
 		m.met.transitions.WithLabelValues("up").Inc()
 		m.log.Info("peer up", "peer", p.name, "reason", "heard "+what, "incarnation", p.inc)
 		m.publishLocked()
@@ -202,8 +282,29 @@ func (m *Mesh) replyLocked(v vouch, heard bool) {
 	if v.from.link == nil {
 		return
 	}
-	rep := &probeReplyFrame{ID: v.id, Target: v.target.name, Heard: heard, Record: v.target.rec}
-	v.from.link.sendControl(typeProbeReply, appendFrame(nil, rep))
+	m.sendReplyLocked(v.from.link, &probeReplyFrame{ID: v.id, Target: v.target.name, Heard: heard, Record: v.target.rec})
+}
+
+// sendReplyLocked sends a probe reply on l, held back by Config.replyDelay
+// (tests: a slow voucher).
+func (m *Mesh) sendReplyLocked(l *link, rep *probeReplyFrame) {
+	b := appendFrame(nil, rep)
+	d := m.cfg.replyDelay
+	if d <= 0 {
+		l.sendControl(typeProbeReply, b)
+		return
+	}
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		t := time.NewTimer(d)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			l.sendControl(typeProbeReply, b)
+		case <-l.ctx.Done():
+		}
+	}()
 }
 
 func (m *Mesh) handleControl(l *link, f frame) error {
@@ -226,39 +327,57 @@ func (m *Mesh) handleControl(l *link, f frame) error {
 	case *probeRequestFrame:
 		m.heardLocked(p, "probe request")
 		t := m.peerByName(f.Target)
-		if t == nil || t == p || t.link == nil || t.state == stateDown || t.state == stateNew {
+		if t == nil || t == p || !t.direct() {
 			rep := &probeReplyFrame{ID: f.ID, Target: f.Target}
 			if t != nil {
 				rep.Record = t.rec
 			}
-			l.sendControl(typeProbeReply, appendFrame(nil, rep))
+			m.sendReplyLocked(l, rep)
+			return nil
+		}
+		if t.link != nil && time.Since(t.lastHeard) < 2*m.cfg.HeartbeatInterval {
+			// Heard within two heartbeats: the answer is known, and the
+			// asker must not wait for this member's ping round trip.
+			m.sendReplyLocked(l, &probeReplyFrame{ID: f.ID, Target: f.Target, Heard: true, Record: t.rec})
 			return nil
 		}
 		if len(m.vouches) >= maxVouches {
-			l.sendControl(typeProbeReply, appendFrame(nil, &probeReplyFrame{ID: f.ID, Target: f.Target, Record: t.rec}))
+			m.sendReplyLocked(l, &probeReplyFrame{ID: f.ID, Target: f.Target, Record: t.rec})
 			return nil
 		}
 		m.nextID++
 		m.vouches[m.nextID] = vouch{from: p, id: f.ID, target: t, deadline: time.Now().Add(m.cfg.VouchTimeout)}
-		t.link.sendDatagram(typePing, appendFrame(nil, &pingFrame{Nonce: m.nextID}))
+		// With no link (it just failed, say after a long stall of this
+		// machine, and is being redialed) there is nothing to ping, but
+		// the answer is not "no" yet: a new link's hello may come first.
+		if t.link != nil {
+			t.link.sendDatagram(typePing, appendFrame(nil, &pingFrame{Nonce: m.nextID}))
+		}
 	case *probeReplyFrame:
 		m.heardLocked(p, "probe reply")
 		t := m.peerByName(f.Target)
-		if t == nil || t.round == nil || t.round.id != f.ID {
-			return nil // a late answer to a finished round
+		if t == nil || t.episode == 0 || f.ID < t.episode {
+			return nil // an answer about a silence that has ended
 		}
+		current := t.round != nil && t.round.id == f.ID
 		if f.Heard {
-			t.round.vouched = p.name
-			if f.Record.Incarnation == t.inc && f.Record.newer(t.rec) {
-				t.rec = f.Record
-				m.publishLocked()
+			if f.Record.Incarnation == 0 || f.Record.Incarnation < t.inc {
+				return nil // news of an older life
 			}
+			m.vouchedLocked(t, p.name, f.Record, !current)
 			return nil
 		}
-		t.round.noes++
-		if t.round.noes >= t.round.asked {
+		// A no may come after its round ended (VouchTimeout plus two
+		// hops can exceed ProbeTimeout on a loaded machine): it counts
+		// against the round it answers, unless a yes came since.
+		r := t.recentRound(f.ID)
+		if r == nil || !t.alive() {
+			return nil
+		}
+		r.noes++
+		if r.noes >= r.asked && !t.vouchedAt.After(r.started) {
 			m.markDownLocked(t, fmt.Sprintf("silent for %d ms and none of the %d members asked hears it",
-				time.Since(t.lastHeard).Milliseconds(), t.round.asked))
+				time.Since(t.lastHeard).Milliseconds(), r.asked))
 			m.publishLocked()
 		}
 	default:

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -155,7 +156,12 @@ func startMember(t testing.TB, tf *testFarm, pki *testPKI, name string, edit fun
 	}
 	mb := &member{Mesh: m, name: name, logs: logs, reg: reg, pc: cfg.PacketConn, done: make(chan error, 1)}
 	go func() { mb.done <- m.Serve(context.Background()) }()
-	t.Cleanup(func() { mb.stop(t) })
+	t.Cleanup(func() {
+		mb.stop(t)
+		if t.Failed() && os.Getenv("FARMLB_PEERLINK_LOGS") != "" {
+			t.Logf("logs of %s:\n%s", name, logs)
+		}
+	})
 	return mb
 }
 

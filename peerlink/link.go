@@ -232,7 +232,7 @@ func (m *Mesh) adopt(l *link, h *helloFrame) bool {
 	}
 	if restarted {
 		m.log.Info("peer restarted", "peer", p.name, "incarnation", h.Incarnation)
-		if p.state == stateUp || p.state == stateSuspect {
+		if p.alive() {
 			p.state = stateNew // UP again with its first record of the new life
 		}
 	}
@@ -263,6 +263,7 @@ func (m *Mesh) dropLink(l *link) {
 	close(p.linkGone)
 	m.log.Debug("link down", "peer", p.name, "closed_by_peer", byPeer, "code", uint64(code))
 	if byPeer && code == codeShutdown && p.state != stateDown && p.state != stateNew {
+		p.round, p.recent, p.episode = nil, nil, 0 // it left: nothing to ask again
 		m.markDownLocked(p, "the peer left the farm (shut down)")
 		m.publishLocked()
 	}

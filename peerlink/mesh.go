@@ -77,13 +77,14 @@ var _ farm.Source = (*Mesh)(nil)
 type peerState uint8
 
 const (
-	stateNew     peerState = iota // never heard since start: DOWN in the table
-	stateUp                       // heard recently
-	stateSuspect                  // silent; the others are being asked
-	stateDown                     // silent, and nobody else heard it either
+	stateNew         peerState = iota // never heard since start: DOWN in the table
+	stateUp                           // heard recently
+	stateSuspect                      // silent; the others are being asked
+	stateUnreachable                  // silent to this member, but another member hears it: UP in the table
+	stateDown                         // silent, and nobody else heard it either
 )
 
-var stateNames = [...]string{"new", "up", "suspect", "down"}
+var stateNames = [...]string{"new", "up", "suspect", "unreachable", "down"}
 
 func (s peerState) String() string { return stateNames[s] }
 
@@ -98,7 +99,11 @@ type peer struct {
 	inc         uint64        // (mu) the peer's incarnation as last seen in a hello
 	state       peerState     // (mu)
 	lastHeard   time.Time     // (mu) last frame of any kind straight from the peer
-	round       *round        // (mu) the probe round while suspect
+	round       *round        // (mu) the probe round while suspect, unreachable, or DOWN after a suspicion
+	recent      []*round      // (mu) the last rounds, whose answers still count
+	episode     uint64        // (mu) id of the first round of the current silence; 0 when heard
+	suspectedAt time.Time     // (mu) when the current silence became a suspicion
+	vouchedAt   time.Time     // (mu) when another member last said it hears the peer
 	rec         record        // (mu) the peer's latest record
 	hbSeq       uint64        // (mu) heartbeats sent to the peer
 	lastHBNanos uint64        // (mu) SentNanos of the peer's last heartbeat
@@ -112,10 +117,10 @@ type peer struct {
 // round is one probe round about a suspect peer.
 type round struct {
 	id       uint64
+	started  time.Time
 	deadline time.Time
 	asked    int
 	noes     int
-	vouched  string // a member that still hears the peer
 }
 
 // vouch is a probe request this member answers once it hears the target.
@@ -373,13 +378,15 @@ func (m *Mesh) publishLocked() {
 		}
 		s.Status, s.Users, s.Priority = r.Status, int(r.Users), r.Priority
 	}
-	counts := map[string]float64{"up": 0, "suspect": 0, "down": 0}
+	counts := map[string]float64{"up": 0, "suspect": 0, "unreachable": 0, "down": 0}
 	for _, p := range m.peers {
 		switch p.state {
 		case stateUp:
 			counts["up"]++
 		case stateSuspect:
 			counts["suspect"]++
+		case stateUnreachable:
+			counts["unreachable"]++
 		default:
 			counts["down"]++
 		}
@@ -401,9 +408,22 @@ func (m *Mesh) publishLocked() {
 }
 
 // visible reports whether the table shows the peer with its own record:
-// it is UP or suspect (not yet DOWN) and sent a record in this life.
+// it is UP, suspect or unreachable (heard by another member) — not DOWN —
+// and a record of its current life is known.
 func (p *peer) visible() bool {
-	return (p.state == stateUp || p.state == stateSuspect) && p.rec.Incarnation == p.inc && p.inc != 0
+	return p.alive() && p.rec.Incarnation == p.inc && p.inc != 0
+}
+
+// alive reports whether this member believes the peer lives: heard
+// directly, not yet concluded about, or vouched for by another member.
+func (p *peer) alive() bool {
+	return p.state == stateUp || p.state == stateSuspect || p.state == stateUnreachable
+}
+
+// direct reports whether the peer is reachable over its own link, as far
+// as this member knows (Send needs that).
+func (p *peer) direct() bool {
+	return p.state == stateUp || p.state == stateSuspect
 }
 
 func sameServers(a, b []farm.Server) bool {

@@ -24,7 +24,7 @@ func newMetrics(reg prometheus.Registerer, self string) (*metrics, error) {
 	labels := prometheus.Labels{"member": self}
 	m := &metrics{
 		members: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "farmlb_peerlink_members", Help: "Other members of the farm by state as this member sees them (up, suspect, down).", ConstLabels: labels,
+			Name: "farmlb_peerlink_members", Help: "Other members of the farm by state as this member sees them (up, suspect, unreachable: heard only by other members, down).", ConstLabels: labels,
 		}, []string{"state"}),
 		rtt: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "farmlb_peerlink_heartbeat_rtt_seconds", Help: "Round-trip time measured by heartbeats.", ConstLabels: labels,
@@ -66,7 +66,7 @@ func newMetrics(reg prometheus.Registerer, self string) (*metrics, error) {
 			return nil, err
 		}
 	}
-	for _, s := range []string{"up", "suspect", "down"} {
+	for _, s := range []string{"up", "suspect", "unreachable", "down"} {
 		m.members.WithLabelValues(s)
 	}
 	for _, s := range []string{"up", "down"} {

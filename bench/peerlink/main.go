@@ -102,6 +102,7 @@ func runMember(args []string) error {
 	suspect := fs.Duration("suspect", 0, "Config.SuspectAfter (0: default)")
 	probe := fs.Duration("probe", 0, "Config.ProbeTimeout (0: default)")
 	vouch := fs.Duration("vouch", 0, "Config.VouchTimeout (0: default)")
+	lifetime := fs.Duration("lifetime", 0, "Config.VouchLifetime (0: default)")
 	fs.Parse(args)
 	f, err := config.Load(*path)
 	if err != nil {
@@ -130,6 +131,9 @@ func runMember(args []string) error {
 	}
 	if *vouch > 0 {
 		cfg.VouchTimeout = *vouch
+	}
+	if *lifetime > 0 {
+		cfg.VouchLifetime = *lifetime
 	}
 	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
 	m, err := peerlink.New(cfg)
@@ -208,7 +212,7 @@ type bench struct {
 	names     []string
 	exe       string
 	procs     map[string]*proc
-	timers    []string // -suspect/-probe/-vouch passed to every member
+	timers    []string // -suspect/-probe/-vouch/-lifetime passed to every member
 }
 
 // timerFlags adds the detector timer flags to a benchmark's flag set.
@@ -216,8 +220,9 @@ func timerFlags(fs *flag.FlagSet) func() []string {
 	suspect := fs.Duration("suspect", 0, "members' SuspectAfter (0: default)")
 	probe := fs.Duration("probe", 0, "members' ProbeTimeout (0: default)")
 	vouch := fs.Duration("vouch", 0, "members' VouchTimeout (0: default)")
+	lifetime := fs.Duration("lifetime", 0, "members' VouchLifetime (0: default)")
 	return func() []string {
-		return []string{"-suspect", suspect.String(), "-probe", probe.String(), "-vouch", vouch.String()}
+		return []string{"-suspect", suspect.String(), "-probe", probe.String(), "-vouch", vouch.String(), "-lifetime", lifetime.String()}
 	}
 }
 
