@@ -1,6 +1,7 @@
 package testbed
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -244,6 +245,20 @@ func TestProcessRunsInItsHost(t *testing.T) {
 
 	t.Run("SIGSTOP hangs it, SIGCONT revives it", func(t *testing.T) {
 		if err := p.Signal(syscall.SIGSTOP); err != nil {
+			t.Fatal(err)
+		}
+		// kill(2) returns before the stop takes effect: wait until the
+		// kernel shows the process stopped (state T) before asking it.
+		if err := retry(t.Context(), 5*time.Second, func() error {
+			b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.Pid()))
+			if err != nil {
+				return err
+			}
+			if i := bytes.LastIndexByte(b, ')'); i < 0 || i+2 >= len(b) || b[i+2] != 'T' {
+				return fmt.Errorf("process not stopped yet: %s", b)
+			}
+			return nil
+		}); err != nil {
 			t.Fatal(err)
 		}
 		if err := get(); err == nil {
