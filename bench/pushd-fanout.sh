@@ -9,30 +9,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SUBS=${SUBS:-10000} PER=${PER:-5000} MSGS=${MSGS:-20} GAP=${GAP:-0.5} ADDR=${ADDR:-127.0.0.31:8080}
 go build -o bin/ ./cmd/pushd ./bench/pushdclients
-tmp=$(mktemp -d)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-cat >"$tmp/farm.yaml" <<YAML
-service: bench.farmlb.test
-tls: {ca: ca.crt, cert: "{name}.crt", key: "{name}.key"}
-tokens: {publish: bench}
-nodes:
-  - {name: bench, url: "http://$ADDR", peer: "${ADDR%:*}:7946"}
-pushd:
-  keepalive: 1h
-YAML
-ulimit -n 20000 2>/dev/null || ulimit -n "$(ulimit -Hn)"
-bin/pushd --config "$tmp/farm.yaml" --node bench --standalone --log-level warn ${PUSHD_FLAGS:-} &
-node=$!
-pids+=($node)
+. bench/lib.sh
+start_standalone_node "$ADDR"
 # CPU time (user + system, in clock ticks) the node has used so far.
 cpu() { awk '{print $14 + $15}' /proc/$node/stat; }
-for _ in $(seq 100); do curl -fsS -o /dev/null "http://$ADDR/healthz" 2>/dev/null && break; sleep 0.1; done
 left=$SUBS i=0 outs=()
 while [ $left -gt 0 ]; do
   k=$(( left < PER ? left : PER ))

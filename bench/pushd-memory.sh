@@ -10,28 +10,8 @@ cd "$(dirname "$0")/.."
 STREAMS=${STREAMS:-19000} PER=${PER:-4750} STEP=${STEP:-$PER} ADDR=${ADDR:-127.0.0.31:8080}
 SETTLE=${SETTLE:-5}
 go build -o bin/ ./cmd/pushd ./bench/pushdclients
-tmp=$(mktemp -d)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-cat >"$tmp/farm.yaml" <<YAML
-service: bench.farmlb.test
-tls: {ca: ca.crt, cert: "{name}.crt", key: "{name}.key"}
-tokens: {publish: bench}
-nodes:
-  - {name: bench, url: "http://$ADDR", peer: "${ADDR%:*}:7946"}
-pushd:
-  keepalive: 1h
-YAML
-ulimit -n 20000 2>/dev/null || ulimit -n "$(ulimit -Hn)"
-bin/pushd --config "$tmp/farm.yaml" --node bench --standalone --log-level warn ${PUSHD_FLAGS:-} &
-node=$!
-pids+=($node)
-for _ in $(seq 100); do curl -fsS -o /dev/null "http://$ADDR/healthz" 2>/dev/null && break; sleep 0.1; done
+. bench/lib.sh
+start_standalone_node "$ADDR"
 rss() { awk '/VmRSS/ {print $2}' /proc/$node/status; }
 metric() { curl -fsS "http://$ADDR/metrics" | awk -v m="$1" '$1 == m {printf "%d", $2}'; }
 sleep 1

@@ -8,14 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 C=${C:-16} D=${D:-10s} SIZE=${SIZE:-100}
 go build -o bin/ ./cmd/pushd ./cmd/farmctl ./bench/pushdpub
-tmp=$(mktemp -d)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
+. bench/lib.sh
 bin/farmctl ca init "$tmp" >/dev/null
 for n in p1 p2 p3; do bin/farmctl ca issue "$tmp" "$n" >/dev/null; done
 cat >"$tmp/farm.yaml" <<YAML

@@ -1,0 +1,32 @@
+# Sourced by the bench/pushd-*.sh scripts: a temporary folder and a list of
+# child processes, both removed on exit, and a standalone pushd node.
+
+tmp=$(mktemp -d)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+# start_standalone_node ADDR: one pushd node with no mesh, on ADDR, with a
+# keep-alive too long to show in the figures; sets $node to its pid and
+# returns once it answers /healthz.
+start_standalone_node() {
+  local addr=$1
+  cat >"$tmp/farm.yaml" <<YAML
+service: bench.farmlb.test
+tls: {ca: ca.crt, cert: "{name}.crt", key: "{name}.key"}
+tokens: {publish: bench}
+nodes:
+  - {name: bench, url: "http://$addr", peer: "${addr%:*}:7946"}
+pushd:
+  keepalive: 1h
+YAML
+  ulimit -n 20000 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+  bin/pushd --config "$tmp/farm.yaml" --node bench --standalone --log-level warn ${PUSHD_FLAGS:-} &
+  node=$!
+  pids+=($node)
+  for _ in $(seq 100); do curl -fsS -o /dev/null "http://$addr/healthz" 2>/dev/null && break; sleep 0.1; done
+}
