@@ -2,11 +2,11 @@ package main
 
 import (
 	"fmt"
-	"github.com/farmlb/farmlb/internal/cliutil"
 	"net/netip"
 	"strings"
 	"time"
 
+	"github.com/farmlb/farmlb/internal/cliutil"
 	"github.com/urfave/cli/v2"
 
 	"github.com/farmlb/farmlb/dnsd"

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"github.com/farmlb/farmlb/internal/cliutil"
 	"io"
 	"net"
 	"net/http"
@@ -17,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/farmlb/farmlb/internal/cliutil"
 	"github.com/miekg/dns"
 	"go.uber.org/goleak"
 )

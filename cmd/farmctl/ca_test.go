@@ -7,11 +7,12 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
-	"github.com/farmlb/farmlb/internal/cliutil"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/farmlb/farmlb/internal/cliutil"
 )
 
 func runFarmctl(t *testing.T, args ...string) (string, error) {

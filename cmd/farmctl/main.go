@@ -4,26 +4,14 @@
 package main
 
 import (
-	"context"
-	"fmt"
-	"github.com/farmlb/farmlb/internal/cliutil"
 	"io"
 	"os"
-	"os/signal"
-	"syscall"
 
+	"github.com/farmlb/farmlb/internal/cliutil"
 	"github.com/urfave/cli/v2"
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := newApp(os.Stdout, os.Stderr).RunContext(ctx, os.Args); err != nil {
-		fmt.Fprintln(os.Stderr, "farmctl:", err)
-		stop()
-		os.Exit(cliutil.ExitCode(err))
-	}
-}
+func main() { cliutil.Main(newApp(os.Stdout, os.Stderr)) }
 
 // newApp builds the command line with its output writers passed in, so that
 // tests run it in process.

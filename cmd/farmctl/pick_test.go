@@ -2,11 +2,12 @@ package main
 
 import (
 	"bytes"
-	"github.com/farmlb/farmlb/internal/cliutil"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/farmlb/farmlb/internal/cliutil"
 )
 
 // run runs farmctl in process and returns its output and exit status as main

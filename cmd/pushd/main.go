@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/farmlb/farmlb/config"
+	"github.com/farmlb/farmlb/internal/cliutil"
 	"github.com/farmlb/farmlb/pushd"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -26,11 +27,7 @@ import (
 func main() {
 	if err := newApp(os.Stdout, os.Stderr).Run(os.Args); err != nil {
 		fmt.Fprintln(os.Stderr, "pushd:", err)
-		var ec cli.ExitCoder
-		if errors.As(err, &ec) {
-			os.Exit(ec.ExitCode())
-		}
-		os.Exit(1)
+		os.Exit(cliutil.ExitCode(err))
 	}
 }
 

@@ -4,10 +4,8 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"fmt"
-	"github.com/farmlb/farmlb/internal/cliutil"
 	"io"
 	"log/slog"
 	"os"
@@ -16,6 +14,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/farmlb/farmlb/internal/cliutil"
 	"github.com/farmlb/farmlb/testbed"
 	"github.com/urfave/cli/v2"
 )
@@ -24,13 +23,7 @@ func main() {
 	// A closed stdout or stderr (testbed run … | head) must not kill the
 	// testbed before it has removed its lab: writes then just fail.
 	signal.Ignore(syscall.SIGPIPE)
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := newApp(os.Stdout, os.Stderr, os.Stdin).RunContext(ctx, os.Args)
-	stop()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "testbed:", err)
-		os.Exit(cliutil.ExitCode(err))
-	}
+	cliutil.Main(newApp(os.Stdout, os.Stderr, os.Stdin))
 }
 
 // newApp builds the command line with its streams passed in.

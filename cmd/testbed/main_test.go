@@ -3,9 +3,10 @@ package main
 import (
 	"bytes"
 	"context"
-	"github.com/farmlb/farmlb/internal/cliutil"
 	"strings"
 	"testing"
+
+	"github.com/farmlb/farmlb/internal/cliutil"
 )
 
 func TestCommandLine(t *testing.T) {

@@ -3,11 +3,11 @@ package main
 import (
 	"errors"
 	"fmt"
-	"github.com/farmlb/farmlb/internal/cliutil"
 	"log/slog"
 	"path/filepath"
 	"time"
 
+	"github.com/farmlb/farmlb/internal/cliutil"
 	"github.com/farmlb/farmlb/testbed"
 	"github.com/urfave/cli/v2"
 )

@@ -1,11 +1,16 @@
-// Package cliutil holds what every farmlb command line shares: exit statuses
-// (0 ok, 1 runtime error, 2 usage error) and usage errors.
+// Package cliutil holds what every farmlb command line shares: the main
+// function, exit statuses (0 ok, 1 runtime error, 2 usage error) and usage
+// errors.
 package cliutil
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 
 	"github.com/urfave/cli/v2"
 )
@@ -49,4 +54,18 @@ func SetUsageErrors(app *cli.App) {
 		}
 	}
 	walk(app.Commands)
+}
+
+// Main runs app as a process's main does: with a context that SIGINT and
+// SIGTERM cancel, the error printed once as "name: error" on stderr, and the
+// exit status from ExitCode. It does not return.
+func Main(app *cli.App) {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := app.RunContext(ctx, os.Args)
+	stop()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "%s: %v\n", app.Name, err)
+		os.Exit(ExitCode(err))
+	}
+	os.Exit(0)
 }
