@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/farmlb/farmlb/farm"
+	"github.com/farmlb/farmlb/internal/farmtest"
 )
 
 // startUnbound runs Unbound on ip, with each zone stubbed to its dnsd, and
@@ -31,7 +32,7 @@ func startUnbound(t *testing.T, ip string, stubs map[string]string) string {
 	if err != nil {
 		t.Skip("unbound is not installed: run `make deps` (Debian package unbound)")
 	}
-	port := freeUDPPort(t, ip)
+	port := farmtest.FreePort(t, ip)
 	dir := t.TempDir()
 	var conf strings.Builder
 	fmt.Fprintf(&conf, `server:
@@ -103,25 +104,6 @@ func startUnbound(t *testing.T, ip string, stubs map[string]string) string {
 		t.Fatal("unbound did not start within 30s")
 	}
 	return net.JoinHostPort(ip, fmt.Sprint(port))
-}
-
-// freeUDPPort returns a UDP and TCP port free on ip a moment ago, for a
-// program that must be told its port.
-func freeUDPPort(t *testing.T, ip string) int {
-	t.Helper()
-	for {
-		c, err := net.ListenPacket("udp", net.JoinHostPort(ip, "0"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		port := c.LocalAddr().(*net.UDPAddr).Port
-		l, err := net.Listen("tcp", net.JoinHostPort(ip, fmt.Sprint(port)))
-		c.Close()
-		if err == nil {
-			l.Close()
-			return port
-		}
-	}
 }
 
 // startServerOn starts a dnsd for zone on ip:0 answering from l, its metrics

@@ -15,6 +15,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/farmlb/farmlb/config"
+	"github.com/farmlb/farmlb/internal/farmtest"
 	"github.com/farmlb/farmlb/peerlink"
 )
 
@@ -52,25 +53,6 @@ func waitA(t *testing.T, addr, name string, want []string, timeout time.Duration
 	t.Fatalf("service A is %v (err %v), want %v within %v", got, err, want, timeout)
 }
 
-// freePort returns a port free for UDP and TCP on ip a moment ago, for a farm
-// file that must name every address before anything starts.
-func freePort(t *testing.T, ip string) int {
-	t.Helper()
-	for {
-		c, err := net.ListenPacket("udp", net.JoinHostPort(ip, "0"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		port := c.LocalAddr().(*net.UDPAddr).Port
-		l, err := net.Listen("tcp", net.JoinHostPort(ip, fmt.Sprint(port)))
-		c.Close()
-		if err == nil {
-			l.Close()
-			return port
-		}
-	}
-}
-
 // TestMeshMode runs dnsd as a process following a real mesh (peerlink over
 // QUIC with mutual TLS, the nodes in this test process on their own
 // addresses): it answers from the live table, drops a node that leaves, and
@@ -90,7 +72,7 @@ func TestMeshMode(t *testing.T) {
 	write("ca.crt", caCert)
 	nodes := map[string]string{"serverA": "127.0.0.41", "serverB": "127.0.0.42"}
 	obsIP := "127.0.0.43"
-	dnsAddr := net.JoinHostPort(obsIP, fmt.Sprint(freePort(t, obsIP)))
+	dnsAddr := net.JoinHostPort(obsIP, fmt.Sprint(farmtest.FreePort(t, obsIP)))
 	var y strings.Builder
 	y.WriteString("service: stream.farmlb.test\ntls: {ca: ca.crt, cert: '{name}.crt', key: '{name}.key'}\ntokens: {publish: t}\nnodes:\n")
 	for _, name := range []string{"serverA", "serverB", "ns1"} {
@@ -101,10 +83,10 @@ func TestMeshMode(t *testing.T) {
 		write(name+".crt", c)
 		write(name+".key", k)
 		if ip, ok := nodes[name]; ok {
-			fmt.Fprintf(&y, "  - {name: %s, url: 'http://%s:8080', peer: '%s:%d', priority: A}\n", name, ip, ip, freePort(t, ip))
+			fmt.Fprintf(&y, "  - {name: %s, url: 'http://%s:8080', peer: '%s:%d', priority: A}\n", name, ip, ip, farmtest.FreePort(t, ip))
 		}
 	}
-	fmt.Fprintf(&y, "observers:\n  - {name: ns1, peer: '%s:%d', dns: '%s'}\ndns:\n  ttl: {service: 2s}\n", obsIP, freePort(t, obsIP), dnsAddr)
+	fmt.Fprintf(&y, "observers:\n  - {name: ns1, peer: '%s:%d', dns: '%s'}\ndns:\n  ttl: {service: 2s}\n", obsIP, farmtest.FreePort(t, obsIP), dnsAddr)
 	write("farm.yaml", []byte(y.String()))
 	f, err := config.Load(filepath.Join(dir, "farm.yaml"))
 	if err != nil {

@@ -120,27 +120,24 @@ type Farm struct {
 	hc *http.Client
 }
 
-// freePort returns a port that was free on ip a moment ago, for a farm file
-// that must name every member's address before any of them starts. Each
-// member has its own loopback address, so a collision needs another process
-// to take the same port on the same address in between.
-func freePort(t testing.TB, ip, network string) int {
+// FreePort returns a port that was free for both UDP and TCP on ip a moment
+// ago, for a farm file that must name every member's address before any of
+// them starts. Each member has its own loopback address, so a collision needs
+// another process to take the same port on the same address in between.
+func FreePort(t testing.TB, ip string) int {
 	t.Helper()
-	switch network {
-	case "udp":
+	for {
 		c, err := net.ListenPacket("udp", net.JoinHostPort(ip, "0"))
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer c.Close()
-		return c.LocalAddr().(*net.UDPAddr).Port
-	default:
-		l, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
-		if err != nil {
-			t.Fatal(err)
+		port := c.LocalAddr().(*net.UDPAddr).Port
+		l, err := net.Listen("tcp", net.JoinHostPort(ip, fmt.Sprint(port)))
+		c.Close()
+		if err == nil {
+			l.Close()
+			return port
 		}
-		defer l.Close()
-		return l.Addr().(*net.TCPAddr).Port
 	}
 }
 
@@ -188,9 +185,9 @@ func Start(t testing.TB, opts Options) *Farm {
 		if prio == "" {
 			prio = "A"
 		}
-		p := &Proc{Name: n.Name, HTTP: net.JoinHostPort(ip, fmt.Sprint(freePort(t, ip, "tcp")))}
+		p := &Proc{Name: n.Name, HTTP: net.JoinHostPort(ip, fmt.Sprint(FreePort(t, ip)))}
 		p.URL = "http://" + p.HTTP
-		fmt.Fprintf(&y, "  - name: %s\n    url: %s\n    peer: %s:%d\n    priority: %s\n", n.Name, p.URL, ip, freePort(t, ip, "udp"), prio)
+		fmt.Fprintf(&y, "  - name: %s\n    url: %s\n    peer: %s:%d\n    priority: %s\n", n.Name, p.URL, ip, FreePort(t, ip), prio)
 		if n.Capacity > 0 {
 			fmt.Fprintf(&y, "    capacity: %d\n", n.Capacity)
 		}
@@ -204,8 +201,8 @@ func Start(t testing.TB, opts Options) *Farm {
 	}
 	for _, name := range opts.Observers {
 		ip := nextIP()
-		p := &Proc{Name: name, DNS: net.JoinHostPort(ip, fmt.Sprint(freePort(t, ip, "udp")))}
-		fmt.Fprintf(&y, "  - name: %s\n    peer: %s:%d\n    dns: %s\n", name, ip, freePort(t, ip, "udp"), p.DNS)
+		p := &Proc{Name: name, DNS: net.JoinHostPort(ip, fmt.Sprint(FreePort(t, ip)))}
+		fmt.Fprintf(&y, "  - name: %s\n    peer: %s:%d\n    dns: %s\n", name, ip, FreePort(t, ip), p.DNS)
 		p.args = []string{Bin(t, "dnsd"), "--config", filepath.Join(dir, "farm.yaml"), "--name", name}
 		issue(name)
 		f.Procs[name] = p
