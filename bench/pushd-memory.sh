@@ -3,12 +3,21 @@
 # The node runs alone in its process; the clients (bin/pushdclients) run in
 # several processes of at most PER streams each, since a process may hold at
 # most 20,000 descriptors. RSS is read from /proc/PID/status after each step.
+# PROTO=h2 opens HTTP/2 streams instead (h2c, prior knowledge), PERCONN of
+# them multiplexed over each connection (at most the node's
+# SETTINGS_MAX_CONCURRENT_STREAMS, Go's default 250).
 #
 #   STREAMS=19000 PER=4750 STEP=4750 bench/pushd-memory.sh
+#   PROTO=h2 PERCONN=100 STREAMS=19000 bench/pushd-memory.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 STREAMS=${STREAMS:-19000} PER=${PER:-4750} STEP=${STEP:-$PER} ADDR=${ADDR:-127.0.0.31:8080}
-SETTLE=${SETTLE:-5}
+SETTLE=${SETTLE:-5} PROTO=${PROTO:-h1} PERCONN=${PERCONN:-100}
+case $PROTO in
+  h1) proto_flags=() ;;
+  h2) proto_flags=(-h2 -streams-per-conn "$PERCONN") ;;
+  *) echo "PROTO must be h1 or h2" >&2; exit 2 ;;
+esac
 go build -o bin/ ./cmd/pushd ./bench/pushdclients
 . bench/lib.sh
 start_standalone_node "$ADDR"
@@ -16,8 +25,9 @@ rss() { awk '/VmRSS/ {print $2}' /proc/$node/status; }
 metric() { curl -fsS "http://$ADDR/metrics" | awk -v m="$1" '$1 == m {printf "%d", $2}'; }
 sleep 1
 base=$(rss)
+echo "protocol: $PROTO${proto_flags:+ ($PERCONN streams per connection)}; load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "pushd idle RSS: ${base} KiB (go heap in use $(($(metric go_memstats_heap_inuse_bytes)/1024)) KiB)"
-printf "%8s %10s %14s %14s %12s\n" streams rss_KiB KiB_per_stream heap_KiB goroutines
+printf "%8s %10s %14s %14s %12s %12s %6s\n" streams rss_KiB KiB_per_stream heap_KiB goroutines node_streams load1
 open=0 i=0
 while [ $open -lt "$STREAMS" ]; do
   n=$STEP
@@ -28,7 +38,7 @@ while [ $open -lt "$STREAMS" ]; do
     i=$((i + 1))
     fifo="$tmp/c$i"
     mkfifo "$fifo"
-    bin/pushdclients -addr "$ADDR" -src "127.0.1.$i" -n "$k" >"$fifo" &
+    bin/pushdclients -addr "$ADDR" -src "127.0.1.$i" -n "$k" "${proto_flags[@]}" >"$fifo" &
     pids+=($!)
     read -r line <"$fifo"
     [ "${line%% *}" = ready ] || { echo "client failed: $line" >&2; exit 1; }
@@ -37,6 +47,6 @@ while [ $open -lt "$STREAMS" ]; do
   open=$((open + n))
   sleep "$SETTLE"
   r=$(rss)
-  printf "%8d %10d %14.2f %14d %12d\n" "$open" "$r" "$(echo "($r - $base) / $open" | bc -l)" "$(($(metric go_memstats_heap_inuse_bytes)/1024))" "$(metric go_goroutines)"
+  printf "%8d %10d %14.2f %14d %12d %12d %6s\n" "$open" "$r" "$(echo "($r - $base) / $open" | bc -l)" "$(($(metric go_memstats_heap_inuse_bytes)/1024))" "$(metric go_goroutines)" "$(metric farmlb_pushd_streams)" "$(cut -d' ' -f1 /proc/loadavg)"
 done
-echo "streams reported by the node: $(metric farmlb_pushd_streams)"
+echo "streams reported by the node: $(metric farmlb_pushd_streams); load average: $(cut -d' ' -f1-3 /proc/loadavg)"
