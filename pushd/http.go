@@ -371,10 +371,15 @@ func (s *Server) serveHandler(st *stream, w http.ResponseWriter, r *http.Request
 	h.Set("Farmlb-Node", s.self)
 	w.WriteHeader(http.StatusOK)
 	st.rw, st.rc = w, http.NewResponseController(w)
+	// An HTTP/2 write deadline is a timer of the stream's own that resets
+	// the stream when it fires, whether the write is done or not: lift it
+	// after each write, or an idle stream is cut WriteTimeout after its
+	// last one.
 	if err := st.write(st.firstEvent(nil), false); err != nil {
 		st.close(err)
 		return
 	}
+	st.rc.SetWriteDeadline(time.Time{})
 	st.mu.Lock()
 	st.running = true
 	st.mu.Unlock()
@@ -387,6 +392,7 @@ func (s *Server) serveHandler(st *stream, w http.ResponseWriter, r *http.Request
 				st.close(err)
 				return
 			}
+			st.rc.SetWriteDeadline(time.Time{})
 			continue
 		}
 		select {

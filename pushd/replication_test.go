@@ -36,6 +36,37 @@ func TestHTTP2Stream(t *testing.T) {
 	waitFor(t, func() bool { return nodes["a"].s.Users() == 0 })
 }
 
+// TestHTTP2IdleStreamOutlivesWriteTimeout: over HTTP/2 the write deadline
+// of each write is the stream's own timer; an idle stream stays open
+// however long past WriteTimeout nothing is written.
+func TestHTTP2IdleStreamOutlivesWriteTimeout(t *testing.T) {
+	const writeTimeout = 100 * time.Millisecond
+	f := newMemFarm("a")
+	nodes := startNodes(t, f, func(c *Config) {
+		c.WriteTimeout = writeTimeout
+		c.KeepAlive = time.Hour
+	}, "a")
+	var protos http.Protocols
+	protos.SetUnencryptedHTTP2(true)
+	tr := &http.Transport{Protocols: &protos}
+	defer tr.CloseIdleConnections()
+	c := openStream(t, &http.Client{Transport: tr}, streamURL(nodes["a"], "t"), "")
+	if c.resp.ProtoMajor != 2 {
+		t.Fatalf("proto %s", c.resp.Proto)
+	}
+	// Idle well past the write timeout: the time itself is under test.
+	time.Sleep(5 * writeTimeout)
+	if n := nodes["a"].s.Users(); n != 1 {
+		t.Fatalf("%d streams open after %v idle, want 1", n, 5*writeTimeout)
+	}
+	mustPublish(t, nodes["a"].url, "t", "after idle")
+	if ev := c.next(t); ev.Data != "after idle" {
+		t.Fatalf("%+v", ev)
+	}
+	c.close()
+	waitFor(t, func() bool { return nodes["a"].s.Users() == 0 })
+}
+
 // TestGapFill: messages lost on the way to one node leave a gap it notices
 // with the next message; it fetches the missing range from a peer and its
 // clients get everything, in order.
