@@ -26,8 +26,8 @@ metric() { curl -fsS "http://$ADDR/metrics" | awk -v m="$1" '$1 == m {printf "%d
 sleep 1
 base=$(rss)
 echo "protocol: $PROTO${proto_flags:+ ($PERCONN streams per connection)}; load average: $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "pushd idle RSS: ${base} KiB (go heap in use $(($(metric go_memstats_heap_inuse_bytes)/1024)) KiB)"
-printf "%8s %10s %14s %14s %12s %12s %6s\n" streams rss_KiB KiB_per_stream heap_KiB goroutines node_streams load1
+echo "pushd idle RSS: ${base} KiB (go heap in use $(($(metric go_memstats_heap_inuse_bytes)/1024)) KiB, stacks $(($(metric go_memstats_stack_inuse_bytes)/1024)) KiB)"
+printf "%8s %10s %14s %10s %10s %11s %12s %6s\n" streams rss_KiB KiB_per_stream heap_KiB stack_KiB goroutines node_streams load1
 open=0 i=0
 while [ $open -lt "$STREAMS" ]; do
   n=$STEP
@@ -47,6 +47,6 @@ while [ $open -lt "$STREAMS" ]; do
   open=$((open + n))
   sleep "$SETTLE"
   r=$(rss)
-  printf "%8d %10d %14.2f %14d %12d %12d %6s\n" "$open" "$r" "$(echo "($r - $base) / $open" | bc -l)" "$(($(metric go_memstats_heap_inuse_bytes)/1024))" "$(metric go_goroutines)" "$(metric farmlb_pushd_streams)" "$(cut -d' ' -f1 /proc/loadavg)"
+  printf "%8d %10d %14.2f %10d %10d %11d %12d %6s\n" "$open" "$r" "$(echo "($r - $base) / $open" | bc -l)" "$(($(metric go_memstats_heap_inuse_bytes)/1024))" "$(($(metric go_memstats_stack_inuse_bytes)/1024))" "$(metric go_goroutines)" "$(metric farmlb_pushd_streams)" "$(cut -d' ' -f1 /proc/loadavg)"
 done
 echo "streams reported by the node: $(metric farmlb_pushd_streams); load average: $(cut -d' ' -f1-3 /proc/loadavg)"
