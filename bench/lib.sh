@@ -1,5 +1,6 @@
 # Sourced by the bench/pushd-*.sh scripts: a temporary folder and a list of
-# child processes, both removed on exit, and a standalone pushd node.
+# child processes, both removed on exit, and a standalone pushd node (or the
+# plain net/http server that pushd's figures are measured against).
 
 tmp=$(mktemp -d)
 pids=()
@@ -24,8 +25,23 @@ nodes:
 pushd:
   keepalive: 1h
 YAML
+  start_server "$addr" bin/pushd --config "$tmp/farm.yaml" --node bench --standalone --log-level warn ${PUSHD_FLAGS:-}
+}
+
+# start_nethttp_sse ADDR: bench/nethttpsse, the plainest net/http SSE
+# server (the yardstick), on ADDR; sets $node to its pid.
+start_nethttp_sse() {
+  start_server "$1" bin/nethttpsse -addr "$1"
+}
+
+# start_server ADDR COMMAND...: runs COMMAND in the background with as
+# many descriptors as allowed, sets $node to its pid and returns once
+# ADDR answers /healthz.
+start_server() {
+  local addr=$1
+  shift
   ulimit -n 20000 2>/dev/null || ulimit -n "$(ulimit -Hn)"
-  bin/pushd --config "$tmp/farm.yaml" --node bench --standalone --log-level warn ${PUSHD_FLAGS:-} &
+  "$@" &
   node=$!
   pids+=($node)
   for _ in $(seq 100); do curl -fsS -o /dev/null "http://$addr/healthz" 2>/dev/null && break; sleep 0.1; done

@@ -9,6 +9,9 @@
 #
 #   STREAMS=19000 PER=4750 STEP=4750 bench/pushd-memory.sh
 #   PROTO=h2 PERCONN=100 STREAMS=19000 bench/pushd-memory.sh
+#
+# SERVER=nethttp measures bench/nethttpsse instead, the plainest net/http
+# SSE server (each stream keeps its handler goroutine), as a yardstick.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 STREAMS=${STREAMS:-19000} PER=${PER:-4750} STEP=${STEP:-$PER} ADDR=${ADDR:-127.0.0.31:8080}
@@ -18,15 +21,19 @@ case $PROTO in
   h2) proto_flags=(-h2 -streams-per-conn "$PERCONN") ;;
   *) echo "PROTO must be h1 or h2" >&2; exit 2 ;;
 esac
-go build -o bin/ ./cmd/pushd ./bench/pushdclients
+go build -o bin/ ./cmd/pushd ./bench/pushdclients ./bench/nethttpsse
 . bench/lib.sh
-start_standalone_node "$ADDR"
+case ${SERVER:-pushd} in
+  pushd) start_standalone_node "$ADDR"; streams_metric=farmlb_pushd_streams ;;
+  nethttp) start_nethttp_sse "$ADDR"; streams_metric=nethttpsse_streams ;;
+  *) echo "SERVER must be pushd or nethttp" >&2; exit 2 ;;
+esac
 rss() { awk '/VmRSS/ {print $2}' /proc/$node/status; }
 metric() { curl -fsS "http://$ADDR/metrics" | awk -v m="$1" '$1 == m {printf "%d", $2}'; }
 sleep 1
 base=$(rss)
-echo "protocol: $PROTO${proto_flags:+ ($PERCONN streams per connection)}; load average: $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "pushd idle RSS: ${base} KiB (go heap in use $(($(metric go_memstats_heap_inuse_bytes)/1024)) KiB, stacks $(($(metric go_memstats_stack_inuse_bytes)/1024)) KiB)"
+echo "server: ${SERVER:-pushd}; protocol: $PROTO${proto_flags:+ ($PERCONN streams per connection)}; load average: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "node idle RSS: ${base} KiB (go heap in use $(($(metric go_memstats_heap_inuse_bytes)/1024)) KiB, stacks $(($(metric go_memstats_stack_inuse_bytes)/1024)) KiB)"
 printf "%8s %10s %14s %10s %10s %11s %12s %6s\n" streams rss_KiB KiB_per_stream heap_KiB stack_KiB goroutines node_streams load1
 open=0 i=0
 while [ $open -lt "$STREAMS" ]; do
@@ -47,6 +54,6 @@ while [ $open -lt "$STREAMS" ]; do
   open=$((open + n))
   sleep "$SETTLE"
   r=$(rss)
-  printf "%8d %10d %14.2f %10d %10d %11d %12d %6s\n" "$open" "$r" "$(echo "($r - $base) / $open" | bc -l)" "$(($(metric go_memstats_heap_inuse_bytes)/1024))" "$(($(metric go_memstats_stack_inuse_bytes)/1024))" "$(metric go_goroutines)" "$(metric farmlb_pushd_streams)" "$(cut -d' ' -f1 /proc/loadavg)"
+  printf "%8d %10d %14.2f %10d %10d %11d %12d %6s\n" "$open" "$r" "$(echo "($r - $base) / $open" | bc -l)" "$(($(metric go_memstats_heap_inuse_bytes)/1024))" "$(($(metric go_memstats_stack_inuse_bytes)/1024))" "$(metric go_goroutines)" "$(metric $streams_metric)" "$(cut -d' ' -f1 /proc/loadavg)"
 done
-echo "streams reported by the node: $(metric farmlb_pushd_streams); load average: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "streams reported by the node: $(metric $streams_metric); load average: $(cut -d' ' -f1-3 /proc/loadavg)"
