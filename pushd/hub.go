@@ -1,10 +1,11 @@
 package pushd
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
-	"sort"
+	"slices"
 	"sync"
 	"time"
 
@@ -341,10 +342,10 @@ func (t *topic) depsLocked(own uint64) []dep {
 		}
 	}
 	if len(es) > maxDeps {
-		sort.Slice(es, func(i, j int) bool { return es[i].changed.After(es[j].changed) })
+		slices.SortFunc(es, func(a, b *epochLog) int { return b.changed.Compare(a.changed) })
 		es = es[:maxDeps]
 	}
-	sort.Slice(es, func(i, j int) bool { return es[i].epoch < es[j].epoch })
+	slices.SortFunc(es, func(a, b *epochLog) int { return cmp.Compare(a.epoch, b.epoch) })
 	same := len(es) == len(t.lastDeps)
 	for i := 0; same && i < len(es); i++ {
 		same = t.lastDeps[i] == dep{es[i].epoch, es[i].head}
