@@ -33,7 +33,7 @@ observers:
 # at real hardware: under TCG emulation a guest's vCPU thread can go
 # unscheduled for a second or more, and with the defaults the nodes would
 # see each other DOWN and UP again (flap) while the test runs. A dead
-# member is still DOWN within about 2 + 0.04 + 0.67 = 2.7 s (at most 4 s).
+# member is still DOWN within about 2 + 0.04 + 0.67 = 2.7 s (about 4 s at most).
 mesh:
   heartbeat: 200ms
   suspect_after: 2s
