@@ -44,6 +44,12 @@ type topic struct {
 	epochs map[uint64]*epochLog
 	fifo   []*message // delivered messages in arrival order, oldest first
 	subs   map[*stream]struct{}
+	// snap is subs as a slice, handed to the flush workers as it is when
+	// the topic moves on; nil after subs changed (rebuilt on the next
+	// wake). A snapshot is never written once built: workers read it
+	// without the hub's lock.
+	snap []*stream
+	q    *flushQueue
 	// arrivals numbers the delivered messages in the order this node
 	// delivered them (message.local): streams replay in that order.
 	arrivals uint64
@@ -93,7 +99,7 @@ func newHub(s *Server) *hub {
 func (h *hub) topicLocked(name string) *topic {
 	t := h.topics[name]
 	if t == nil {
-		t = &topic{name: name, hash: TopicHash(name), epochs: map[uint64]*epochLog{}, subs: map[*stream]struct{}{}}
+		t = &topic{name: name, hash: TopicHash(name), epochs: map[uint64]*epochLog{}, subs: map[*stream]struct{}{}, q: &h.s.flushq}
 		h.topics[name] = t
 	}
 	return t
@@ -214,11 +220,32 @@ func (h *hub) evictLocked(t *topic) {
 	}
 }
 
-// wakeLocked tells the topic's streams that it moved on.
+// wakeLocked tells the topic's streams that it moved on: the snapshot of
+// its subscribers goes to the flush workers in chunks, and each stream is
+// touched only there, by the worker that writes to it.
 func (t *topic) wakeLocked() {
-	for st := range t.subs {
-		st.notify()
+	if len(t.subs) == 0 {
+		return
 	}
+	if t.snap == nil {
+		t.snap = make([]*stream, 0, len(t.subs))
+		for st := range t.subs {
+			t.snap = append(t.snap, st)
+		}
+	}
+	t.q.pushWake(t.snap)
+}
+
+// subscribeLocked and unsubscribeLocked change the topic's subscribers;
+// the hub's lock must be held for writing.
+func (t *topic) subscribeLocked(st *stream) {
+	t.subs[st] = struct{}{}
+	t.snap = nil
+}
+
+func (t *topic) unsubscribeLocked(st *stream) {
+	delete(t.subs, st)
+	t.snap = nil
 }
 
 // errNotReplicated is returned when no second node acknowledged in time.
