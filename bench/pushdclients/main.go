@@ -30,6 +30,7 @@ func main() {
 	topic := flag.String("topic", "bench", "topic to subscribe to")
 	fanout := flag.Int("fanout", 0, "read this many events per stream and print latency percentiles")
 	par := flag.Int("par", 64, "connections opened in parallel")
+	epoll := flag.Bool("epoll", true, "with -fanout, read every stream from one thread with epoll (Linux) rather than a goroutine per stream")
 	flag.Parse()
 
 	d := net.Dialer{Timeout: 10 * time.Second}
@@ -87,7 +88,16 @@ func main() {
 		os.Exit(1)
 	}
 	fmt.Printf("ready %d\n", *n)
+	cpu0 := cpuTime()
 
+	if *fanout > 0 && *epoll {
+		all, err := fanoutEpoll(conns, readers, *fanout)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "pushdclients:", err)
+		}
+		printLatency(all, cpuTime()-cpu0, *fanout)
+		return
+	}
 	if *fanout > 0 {
 		lat := make([][]time.Duration, *n)
 		for i := range readers {
@@ -112,11 +122,7 @@ func main() {
 		for _, l := range lat {
 			all = append(all, l...)
 		}
-		sort.Slice(all, func(a, b int) bool { return all[a] < all[b] })
-		if len(all) > 0 {
-			p := func(q float64) time.Duration { return all[int(q*float64(len(all)-1))] }
-			fmt.Printf("latency n=%d p50=%v p90=%v p99=%v max=%v\n", len(all), p(0.5), p(0.9), p(0.99), all[len(all)-1])
-		}
+		printLatency(all, cpuTime()-cpu0, *fanout)
 		return
 	}
 	sig := make(chan os.Signal, 1)
@@ -125,6 +131,25 @@ func main() {
 	for _, c := range conns {
 		c.Close()
 	}
+}
+
+// printLatency prints the percentiles of the latencies, which it sorts,
+// and the CPU time the process used per message.
+func printLatency(all []time.Duration, cpu time.Duration, msgs int) {
+	sort.Slice(all, func(a, b int) bool { return all[a] < all[b] })
+	if len(all) > 0 {
+		p := func(q float64) time.Duration { return all[int(q*float64(len(all)-1))] }
+		fmt.Printf("latency n=%d p50=%v p90=%v p99=%v max=%v cpu/msg=%v\n", len(all), p(0.5), p(0.9), p(0.99), all[len(all)-1], (cpu / time.Duration(msgs)).Round(100*time.Microsecond))
+	}
+}
+
+// cpuTime is the CPU time (user + system) the process used so far.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func readUntil(br *bufio.Reader, end string) error {
