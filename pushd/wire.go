@@ -135,6 +135,11 @@ func appendString(b []byte, s string) []byte {
 	return append(b, s...)
 }
 
+// appendMessage appends one message: topic, origin (uvarint length and
+// bytes), epoch (8 bytes), seq (uvarint), publish time (varint ns), key,
+// data (uvarint length and bytes), then — since version 2 — the deps: a
+// uvarint count (≤ maxDeps) and per dep its epoch (8 bytes, ascending) and
+// seq (uvarint, ≥ 1).
 func appendMessage(b []byte, m *message) []byte {
 	b = appendString(b, m.Topic)
 	b = appendString(b, m.Origin)
