@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # Fan-out latency: SUBS idle streams on one pushd node (standalone), then
-# MSGS publishes, one every GAP; each message's data is its publish time
-# (unix ns, taken before the POST), and every client records when it read
-# it. Prints p50/p90/p99/max over all deliveries.
+# MSGS publishes, one every GAP (bench/pushdpub -timed, on one kept-alive
+# connection); each message's data is its publish time (unix ns, taken just
+# before the POST is sent), and every client records when it read it.
+# Prints p50/p90/p99/max over all deliveries, and the CPU time the node and
+# each client process used per message. CLIENT_FLAGS=-epoll=false reads
+# with a goroutine per stream instead of one epoll thread per process.
 #
 #   SUBS=10000 MSGS=20 GAP=0.5 bench/pushd-fanout.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SUBS=${SUBS:-10000} PER=${PER:-5000} MSGS=${MSGS:-20} GAP=${GAP:-0.5} ADDR=${ADDR:-127.0.0.31:8080}
-go build -o bin/ ./cmd/pushd ./bench/pushdclients
+go build -o bin/ ./cmd/pushd ./bench/pushdclients ./bench/pushdpub
 . bench/lib.sh
 start_standalone_node "$ADDR"
 # CPU time (user + system, in clock ticks) the node has used so far.
@@ -18,7 +21,7 @@ while [ $left -gt 0 ]; do
   k=$(( left < PER ? left : PER ))
   i=$((i + 1))
   mkfifo "$tmp/c$i"
-  bin/pushdclients -addr "$ADDR" -src "127.0.2.$i" -n "$k" -fanout "$MSGS" >"$tmp/c$i" &
+  bin/pushdclients -addr "$ADDR" -src "127.0.2.$i" -n "$k" -fanout "$MSGS" ${CLIENT_FLAGS:-} >"$tmp/c$i" &
   pids+=($!)
   exec {fd}<"$tmp/c$i"
   read -r line <&$fd
@@ -28,10 +31,7 @@ while [ $left -gt 0 ]; do
 done
 echo "$SUBS streams open; publishing $MSGS messages, one every ${GAP}s"
 cpu0=$(cpu)
-for m in $(seq "$MSGS"); do
-  curl -fsS -o /dev/null -H 'Authorization: Bearer bench' --data "$(date +%s%N)" "http://$ADDR/publish/bench"
-  sleep "$GAP"
-done
+bin/pushdpub -urls "http://$ADDR" -token bench -timed "$MSGS" -gap "${GAP}s" -topic bench
 cpu1=$(cpu)
 hz=$(getconf CLK_TCK)
 echo "node CPU: $(echo "($cpu1 - $cpu0) * 1000 / $hz / $MSGS" | bc -l | xargs printf '%.1f') ms per message fanned out to $SUBS streams (user+system, all cores)"

@@ -56,6 +56,9 @@ type Farm struct {
 	Pushd Pushd `yaml:"pushd"`
 	// DNS holds dnsd's settings (config/dns.go).
 	DNS DNS `yaml:"dns"`
+	// Mesh holds the mesh's failure-detection timers, the same for every
+	// member (config/mesh.go); filled in with the defaults.
+	Mesh Mesh `yaml:"mesh"`
 
 	// Dir is the directory relative paths were resolved against: the
 	// file's directory for Load, the working directory ("") for Parse.
@@ -257,9 +260,52 @@ func parse(data []byte, dir string) (*Farm, error) {
 		return nil, err
 	}
 	if err := f.validate(); err != nil {
+		var ke *KeyError
+		if errors.As(err, &ke) && ke.Line == 0 {
+			ke.Line = lineOf(doc.Content[0], ke.Path)
+		}
 		return nil, err
 	}
 	return f, nil
+}
+
+// lineOf returns the line of the value at a key path such as
+// "nodes[1].peer" in the document root, or 0 if the path is not there (a
+// default filled in, or the whole file), so that an error found after
+// decoding still points at the line to change.
+func lineOf(root *yaml.Node, path string) int {
+	if path == "" {
+		return 0
+	}
+	n := root
+	for _, part := range strings.Split(path, ".") {
+		key, rest, _ := strings.Cut(part, "[")
+		if key != "" {
+			if n.Kind != yaml.MappingNode {
+				return 0
+			}
+			var next *yaml.Node
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				if n.Content[i].Value == key {
+					next = n.Content[i+1]
+				}
+			}
+			if next == nil {
+				return 0
+			}
+			n = next
+		}
+		for rest != "" {
+			idx, after, ok := strings.Cut(rest, "]")
+			i, err := strconv.Atoi(idx)
+			if !ok || err != nil || n.Kind != yaml.SequenceNode || i < 0 || i >= len(n.Content) {
+				return 0
+			}
+			n = n.Content[i]
+			rest = strings.TrimPrefix(after, "[")
+		}
+	}
+	return n.Line
 }
 
 // validate checks the whole file and fills in the defaults.
@@ -324,6 +370,9 @@ func (f *Farm) validate() error {
 		return err
 	}
 	if err := f.DNS.validate(f, "dns"); err != nil {
+		return err
+	}
+	if err := f.Mesh.validate("mesh"); err != nil {
 		return err
 	}
 	// The list the farm starts from must be one every encoding accepts.

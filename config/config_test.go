@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/farmlb/farmlb/farm"
 )
@@ -40,6 +41,9 @@ func TestLoadExample(t *testing.T) {
 		{"peer by name", f.Nodes[2].Peer, "serverC.stream.farmlb.test:7946"},
 		{"observer dns", f.Observers[0].DNS, "127.0.0.1:5354"},
 		{"members", len(f.Members()), 4},
+		{"mesh suspect_after", f.Mesh.SuspectAfter, 700 * time.Millisecond},
+		{"mesh vouch_timeout follows probe_timeout", f.Mesh.VouchTimeout, 200 * time.Millisecond},
+		{"mesh heartbeat default", f.Mesh.Heartbeat, 50 * time.Millisecond},
 	}
 	for _, c := range checks {
 		t.Run(c.name, func(t *testing.T) {
@@ -264,6 +268,9 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte(minimal))
 	f.Add([]byte(minimal + "observers:\n  - {name: ns1, peer: '127.0.0.3:7000', dns: '127.0.0.3:53'}\n"))
 	f.Add([]byte("service: &a x\nzone: *a\n"))
+	f.Add([]byte(minimal + "mesh: {heartbeat: 100ms, suspect_after: 2s, probe_timeout: 1s, vouch_timeout: 600ms, vouch_lifetime: 3s, probe_fanout: 2}\n"))
+	f.Add([]byte(minimal + "mesh:\n  suspect_after: 2s\n"))
+	f.Add([]byte(minimal + "mesh:\n  heartbeat: 200ms\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		f, err := Parse(data)
 		if err != nil {
@@ -275,6 +282,11 @@ func FuzzParse(f *testing.F) {
 		}
 		if err := f.InitialList().Validate(); err != nil {
 			t.Fatalf("accepted a farm whose list is invalid: %v", err)
+		}
+		// The timers peerlink.New checks: an accepted file starts the mesh.
+		if m := f.Mesh; m.Heartbeat <= 0 || m.SuspectAfter < 2*m.Heartbeat || m.VouchTimeout <= 0 ||
+			m.VouchTimeout >= m.ProbeTimeout || m.VouchLifetime < m.ProbeTimeout+m.VouchTimeout || m.ProbeFanout <= 0 {
+			t.Fatalf("accepted mesh timers peerlink refuses: %+v", m)
 		}
 		seen := map[string]bool{}
 		for _, m := range f.Members() {

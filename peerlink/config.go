@@ -136,16 +136,20 @@ type Config struct {
 	replyDelay time.Duration
 }
 
-// DefaultConfig returns the defaults; set Farm and Self before use.
+// DefaultConfig returns the defaults; set Farm and Self before use. The
+// failure-detection timers are the farm file's defaults
+// (config.DefaultMesh; their reasons are on the fields above): a farm file
+// without a mesh: section and a zero Config mean the same mesh.
 func DefaultConfig() Config {
+	t := config.DefaultMesh()
 	return Config{
-		HeartbeatInterval: 50 * time.Millisecond,
-		SuspectAfter:      350 * time.Millisecond,
-		ProbeTimeout:      250 * time.Millisecond,
-		VouchTimeout:      200 * time.Millisecond,
-		VouchLifetime:     500 * time.Millisecond,
+		HeartbeatInterval: t.Heartbeat,
+		SuspectAfter:      t.SuspectAfter,
+		ProbeTimeout:      t.ProbeTimeout,
+		VouchTimeout:      t.VouchTimeout,
+		VouchLifetime:     t.VouchLifetime,
 		RecheckInterval:   time.Second,
-		ProbeFanout:       3,
+		ProbeFanout:       t.ProbeFanout,
 		StatusInterval:    10 * time.Millisecond,
 		RedialInterval:    100 * time.Millisecond,
 		DialTimeout:       400 * time.Millisecond,
@@ -213,6 +217,31 @@ func (c *Config) populate() error {
 		return fmt.Errorf("peerlink: VouchTimeout %v must be less than ProbeTimeout %v", c.VouchTimeout, c.ProbeTimeout)
 	}
 	return nil
+}
+
+// FarmConfig returns DefaultConfig with Farm, Self and the failure-detection
+// timers of the farm file's mesh: section (f.Mesh), so that every member of
+// the farm runs the same ones. A daemon that offers flags for the timers sets
+// them on the result: a flag wins over the file, the file over the default.
+func FarmConfig(f *config.Farm, self string) Config {
+	c := DefaultConfig()
+	c.Farm, c.Self = f, self
+	m := f.Mesh // filled in by config.Parse; a zero field keeps the default
+	for _, t := range []struct {
+		dst *time.Duration
+		v   time.Duration
+	}{
+		{&c.HeartbeatInterval, m.Heartbeat}, {&c.SuspectAfter, m.SuspectAfter}, {&c.ProbeTimeout, m.ProbeTimeout},
+		{&c.VouchTimeout, m.VouchTimeout}, {&c.VouchLifetime, m.VouchLifetime},
+	} {
+		if t.v > 0 {
+			*t.dst = t.v
+		}
+	}
+	if m.ProbeFanout > 0 {
+		c.ProbeFanout = m.ProbeFanout
+	}
+	return c
 }
 
 // firstRecord returns this member's first record.

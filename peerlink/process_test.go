@@ -42,8 +42,7 @@ func childMain(spec string) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	cfg := DefaultConfig()
-	cfg.Farm, cfg.Self = f, self
+	cfg := FarmConfig(f, self)
 	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
 	m, err := New(cfg)
 	if err != nil {

@@ -68,6 +68,12 @@ func TestCursorRoundTrip(t *testing.T) {
 func FuzzDecodeFrame(f *testing.F) {
 	m := &message{Topic: "prices.EURUSD", Origin: "serverA", Epoch: 77, Seq: 5, At: time.Unix(0, 1700000000000000000), Key: "k", Data: []byte("1.0842")}
 	f.Add(encodeMessages([]*message{m, m}))
+	withDeps := &message{Topic: "prices.EURUSD", Origin: "serverB", Epoch: 78, Seq: 1, At: time.Unix(0, 1700000000000000001), Data: []byte("1.0843"),
+		Deps: []dep{{Epoch: 3, Seq: 9}, {Epoch: 77, Seq: 5}, {Epoch: 1 << 60, Seq: 1 << 33}}}
+	f.Add(encodeMessages([]*message{withDeps, m}))
+	v1 := encodeMessages([]*message{m})
+	v1[0] = wireV1
+	f.Add(v1[:len(v1)-1]) // version 1: no deps after the data
 	f.Add(encodeFill(fill{Topic: "t", Epoch: 9, From: 3, To: 10}))
 	f.Add(encodeHaves([]have{{Topic: "t", Origin: "b", Epoch: 9, Base: 1, Head: 4}}))
 	f.Add(encodeSync())
@@ -99,31 +105,58 @@ func FuzzDecodeFrame(f *testing.F) {
 }
 
 func TestWireGolden(t *testing.T) {
-	m := &message{Topic: "t", Origin: "a", Epoch: 1, Seq: 2, At: time.Unix(0, 3), Key: "", Data: []byte("hi")}
+	m := &message{Topic: "t", Origin: "a", Epoch: 1, Seq: 2, At: time.Unix(0, 3), Key: "", Data: []byte("hi"),
+		Deps: []dep{{Epoch: 5, Seq: 7}, {Epoch: 9, Seq: 300}}}
 	got := encodeMessages([]*message{m})
-	want := []byte{1, kindMessages, 1, 1, 't', 1, 'a', 0, 0, 0, 0, 0, 0, 0, 1, 2, 6, 0, 2, 'h', 'i'}
+	head := []byte{1, 1, 't', 1, 'a', 0, 0, 0, 0, 0, 0, 0, 1, 2, 6, 0, 2, 'h', 'i'} // count, then the message up to its data
+	want := append([]byte{2, kindMessages}, head...)
+	want = append(want, 2, 0, 0, 0, 0, 0, 0, 0, 5, 7, 0, 0, 0, 0, 0, 0, 0, 9, 0xac, 0x02)
 	if !bytes.Equal(got, want) {
 		t.Fatalf("got %v\nwant %v", got, want)
+	}
+	// A version 1 frame (a node not yet upgraded) is read, without deps.
+	v1 := append([]byte{1, kindMessages}, head...)
+	fr, err := decodeFrame(v1)
+	if err != nil || len(fr.Messages) != 1 || fr.Messages[0].Deps != nil || string(fr.Messages[0].Data) != "hi" {
+		t.Fatalf("version 1: %+v %v", fr, err)
+	}
+	// Deps: count, then per dep epoch (8 bytes) and seq (uvarint).
+	withDeps := func(deps ...byte) []byte {
+		return append(append([]byte{2, kindMessages}, head...), deps...)
+	}
+	tooMany := []byte{maxDeps + 1}
+	for i := range maxDeps + 1 {
+		tooMany = append(tooMany, 0, 0, 0, 0, 0, 0, 0, byte(10+i), 1)
 	}
 	errs := []struct {
 		name string
 		b    []byte
 	}{
-		{"short", []byte{1}},
-		{"version", []byte{2, 1, 0}},
-		{"kind", []byte{1, 99}},
+		{"short", []byte{2}},
+		{"version", []byte{3, 1, 0}},
+		{"kind", []byte{2, 99}},
 		{"trailing", append(append([]byte{}, want...), 0)},
 		{"truncated", want[:len(want)-1]},
-		{"seq zero", []byte{1, kindMessages, 1, 1, 't', 1, 'a', 0, 0, 0, 0, 0, 0, 0, 1, 0, 6, 0, 2, 'h', 'i'}},
-		{"bad topic", []byte{1, kindMessages, 1, 1, ' ', 1, 'a', 0, 0, 0, 0, 0, 0, 0, 1, 2, 6, 0, 2, 'h', 'i'}},
+		{"v1 trailing", append(append([]byte{}, v1...), 0)},
+		{"no deps count", withDeps()},
+		{"seq zero", []byte{2, kindMessages, 1, 1, 't', 1, 'a', 0, 0, 0, 0, 0, 0, 0, 1, 0, 6, 0, 2, 'h', 'i', 0}},
+		{"bad topic", []byte{2, kindMessages, 1, 1, ' ', 1, 'a', 0, 0, 0, 0, 0, 0, 0, 1, 2, 6, 0, 2, 'h', 'i', 0}},
+		{"dep seq zero", withDeps(1, 0, 0, 0, 0, 0, 0, 0, 5, 0)},
+		{"dep on own epoch", withDeps(1, 0, 0, 0, 0, 0, 0, 0, 1, 3)},
+		{"deps unsorted", withDeps(2, 0, 0, 0, 0, 0, 0, 0, 9, 1, 0, 0, 0, 0, 0, 0, 0, 5, 1)},
+		{"deps repeated", withDeps(2, 0, 0, 0, 0, 0, 0, 0, 5, 1, 0, 0, 0, 0, 0, 0, 0, 5, 2)},
+		{"too many deps", withDeps(tooMany...)},
+		{"deps truncated", withDeps(2, 0, 0, 0, 0, 0, 0, 0, 5, 1)},
 		{"bad fill", encodeFill(fill{Topic: "t", Epoch: 1, From: 5, To: 4})},
-		{"sync with a body", []byte{1, kindSync, 0}},
+		{"sync with a body", []byte{2, kindSync, 0}},
 	}
 	for _, tc := range errs {
 		t.Run(tc.name, func(t *testing.T) {
-			if _, err := decodeFrame(tc.b); err == nil {
+			_, err := decodeFrame(tc.b)
+			if err == nil {
 				t.Fatal("no error")
 			}
+			t.Log(err)
 		})
 	}
 }
@@ -177,7 +210,8 @@ func TestAppendEvent(t *testing.T) {
 // testdata/*.golden hold the hex of a replication frame of each kind and
 // of a cursor. FARMLB_UPDATE_GOLDEN=1 rewrites them.
 func TestGoldenFiles(t *testing.T) {
-	m := &message{Topic: "prices.EURUSD", Origin: "serverA", Epoch: 0x0123456789abcdef, Seq: 300, At: time.Unix(1764403200, 5), Key: "k1", Data: []byte("1.0842")}
+	m := &message{Topic: "prices.EURUSD", Origin: "serverA", Epoch: 0x0123456789abcdef, Seq: 300, At: time.Unix(1764403200, 5), Key: "k1", Data: []byte("1.0842"),
+		Deps: []dep{{Epoch: 42, Seq: 1}, {Epoch: 0xfedcba9876543210, Seq: 1000}}}
 	tests := []struct {
 		file string
 		got  []byte
@@ -204,5 +238,26 @@ func TestGoldenFiles(t *testing.T) {
 				t.Errorf("encoding changed:\n got %s\nwant %s", got, want)
 			}
 		})
+	}
+}
+
+// TestGoldenV1 reads a version 1 messages frame, as a node before
+// dependencies sent it: the message comes without deps.
+func TestGoldenV1(t *testing.T) {
+	h, err := os.ReadFile(filepath.Join("testdata", "messages-v1.golden"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := hex.DecodeString(string(bytes.TrimSpace(h)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fr, err := decodeFrame(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []*message{{Topic: "prices.EURUSD", Origin: "serverA", Epoch: 0x0123456789abcdef, Seq: 300, At: time.Unix(1764403200, 5), Key: "k1", Data: []byte("1.0842")}}
+	if !reflect.DeepEqual(fr.Messages, want) {
+		t.Fatalf("got %+v", fr.Messages)
 	}
 }

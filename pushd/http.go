@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 	"unicode/utf8"
 
@@ -230,7 +229,7 @@ func (s *Server) handleStream(w http.ResponseWriter, r *http.Request) {
 		jsonError(w, http.StatusBadRequest, err.Error(), "")
 		return
 	}
-	st := &stream{s: s, done: make(chan struct{}), wake: make(chan struct{}, 1)}
+	st := &stream{s: s, done: make(chan struct{}), wakec: make(chan struct{}, 1), fd: -1}
 	if reason := s.admit(st); reason != "" {
 		s.m.refused.WithLabelValues(reason).Inc()
 		try := s.roomElsewhere()
@@ -260,7 +259,7 @@ func (s *Server) subscribe(st *stream, names []string, cur Cursor, bad bool) {
 	want := map[uint32]bool{}
 	for _, n := range names {
 		t := s.hub.topicLocked(n)
-		t.subs[st] = struct{}{}
+		t.subscribeLocked(st)
 		st.topics = append(st.topics, t)
 		want[t.hash] = true
 	}
@@ -336,9 +335,7 @@ func (s *Server) serveHijacked(st *stream, hj http.Hijacker, r *http.Request) {
 	conn.SetWriteDeadline(time.Time{}) // writes that never block need none
 	st.mu.Lock()
 	st.conn = conn
-	if sc, ok := conn.(syscall.Conn); ok {
-		st.raw, _ = sc.SyscallConn()
-	}
+	st.fd = socketFD(conn)
 	closed := st.closed
 	st.mu.Unlock()
 	if closed { // Shutdown came first
@@ -396,7 +393,7 @@ func (s *Server) serveHandler(st *stream, w http.ResponseWriter, r *http.Request
 			continue
 		}
 		select {
-		case <-st.wake:
+		case <-st.wakec:
 		case <-st.done:
 			return
 		case <-r.Context().Done():

@@ -1,8 +1,11 @@
 package pushd
 
 import (
+	"cmp"
 	"context"
 	"errors"
+	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -44,9 +47,18 @@ type topic struct {
 	epochs map[uint64]*epochLog
 	fifo   []*message // delivered messages in arrival order, oldest first
 	subs   map[*stream]struct{}
+	// snap is subs as a slice, handed to the flush workers as it is when
+	// the topic moves on; nil after subs changed (rebuilt on the next
+	// wake). A snapshot is never written once built: workers read it
+	// without the hub's lock.
+	snap []*stream
+	q    *flushQueue
 	// arrivals numbers the delivered messages in the order this node
 	// delivered them (message.local): streams replay in that order.
 	arrivals uint64
+	// lastDeps is the dependency list of the last message stamped here:
+	// the next one shares it when it is the same (hub.mu).
+	lastDeps []dep
 }
 
 // epochLog is what a node holds of one origin incarnation on one topic:
@@ -62,8 +74,12 @@ type epochLog struct {
 	// At the origin: stamped messages that no peer has acknowledged yet,
 	// seq head+1.. in order.
 	unacked []*message
-	// Elsewhere: messages that arrived after a gap, by seq.
+	// Elsewhere: messages held back, by seq: they arrived after a gap, or
+	// the next one waits for a dependency (deliverReadyLocked).
 	pending map[uint64]*message
+	// waived: dependencies on seq ≤ waived count as met, after a message
+	// waited causalWait for them (checkBlockedLocked).
+	waived uint64
 	// Gap filling: the seq wanted up to, when it was last asked, and of
 	// whom.
 	fillTo    uint64
@@ -79,6 +95,19 @@ const maxKeys = 1 << 20
 // is filled; beyond it, later messages are dropped and fetched again.
 const pendingLimit = 10000
 
+// A message whose turn has come (the next of its epoch) but whose
+// dependencies are not all here waits. After depFetchAfter they are asked
+// of peers as a gap (most often they are on their way from their own
+// origin, a frame behind: asking at once would turn every such race into a
+// fill). After causalWait it is delivered anyway, counted and logged: the
+// fill protocol brings a dependency some peer holds within a couple of its
+// 2 s retries and gives up one no UP peer holds (which then counts as
+// met), so this is only the net under anything else: a topic never stalls.
+const (
+	depFetchAfter = 500 * time.Millisecond
+	causalWait    = 10 * time.Second
+)
+
 func newHub(s *Server) *hub {
 	return &hub{
 		s:      s,
@@ -93,7 +122,7 @@ func newHub(s *Server) *hub {
 func (h *hub) topicLocked(name string) *topic {
 	t := h.topics[name]
 	if t == nil {
-		t = &topic{name: name, hash: TopicHash(name), epochs: map[uint64]*epochLog{}, subs: map[*stream]struct{}{}}
+		t = &topic{name: name, hash: TopicHash(name), epochs: map[uint64]*epochLog{}, subs: map[*stream]struct{}{}, q: &h.s.flushq}
 		h.topics[name] = t
 	}
 	return t
@@ -214,11 +243,32 @@ func (h *hub) evictLocked(t *topic) {
 	}
 }
 
-// wakeLocked tells the topic's streams that it moved on.
+// wakeLocked tells the topic's streams that it moved on: the snapshot of
+// its subscribers goes to the flush workers in chunks, and each stream is
+// touched only there, by the worker that writes to it.
 func (t *topic) wakeLocked() {
-	for st := range t.subs {
-		st.notify()
+	if len(t.subs) == 0 {
+		return
 	}
+	if t.snap == nil {
+		t.snap = make([]*stream, 0, len(t.subs))
+		for st := range t.subs {
+			t.snap = append(t.snap, st)
+		}
+	}
+	t.q.pushWake(t.snap)
+}
+
+// subscribeLocked and unsubscribeLocked change the topic's subscribers;
+// the hub's lock must be held for writing.
+func (t *topic) subscribeLocked(st *stream) {
+	t.subs[st] = struct{}{}
+	t.snap = nil
+}
+
+func (t *topic) unsubscribeLocked(st *stream) {
+	delete(t.subs, st)
+	t.snap = nil
 }
 
 // errNotReplicated is returned when no second node acknowledged in time.
@@ -239,7 +289,8 @@ func (h *hub) publish(ctx context.Context, topicName, key string, data []byte) (
 	}
 	t := h.topicLocked(topicName)
 	e := t.epochLocked(h.s.self, h.s.epoch, now)
-	m := &message{Topic: topicName, Origin: h.s.self, Epoch: h.s.epoch, Seq: e.head + uint64(len(e.unacked)) + 1, At: now, Key: key, Data: data}
+	m := &message{Topic: topicName, Origin: h.s.self, Epoch: h.s.epoch, Seq: e.head + uint64(len(e.unacked)) + 1, At: now, Key: key, Data: data,
+		Deps: t.depsLocked(h.s.epoch)}
 	m.done, m.all, m.sentTo = make(chan struct{}), make(chan struct{}), len(up)
 	e.unacked = append(e.unacked, m)
 	id = messageID(m)
@@ -274,6 +325,77 @@ func (h *hub) publish(ctx context.Context, topicName, key string, data []byte) (
 	}
 	h.s.m.publishAck.Observe(time.Since(now).Seconds())
 	return id, false, nil
+}
+
+// depsLocked is the dependency list of a message this node stamps now on
+// the topic: for every other epoch of the topic whose history this node
+// holds, the highest seq delivered here. It is bounded by maxDeps: beyond,
+// the epochs that moved on least recently are left out (their messages
+// are then ordered as before dependencies existed: by arrival). An epoch
+// with nothing left in history here is left out too: no peer could be
+// counted on to fill it.
+func (t *topic) depsLocked(own uint64) []dep {
+	var es []*epochLog
+	for ep, e := range t.epochs {
+		if ep != own && e.head > 0 && len(e.msgs) > 0 {
+			es = append(es, e)
+		}
+	}
+	if len(es) > maxDeps {
+		slices.SortFunc(es, func(a, b *epochLog) int { return b.changed.Compare(a.changed) })
+		es = es[:maxDeps]
+	}
+	slices.SortFunc(es, func(a, b *epochLog) int { return cmp.Compare(a.epoch, b.epoch) })
+	same := len(es) == len(t.lastDeps)
+	for i := 0; same && i < len(es); i++ {
+		same = t.lastDeps[i] == dep{es[i].epoch, es[i].head}
+	}
+	if same {
+		return t.lastDeps
+	}
+	ds := make([]dep, len(es))
+	for i, e := range es {
+		ds[i] = dep{e.epoch, e.head}
+	}
+	t.lastDeps = ds
+	return ds
+}
+
+// depsMetLocked reports whether every dependency of m is delivered here
+// (or was given up, or waived).
+func (h *hub) depsMetLocked(t *topic, m *message) bool {
+	for _, d := range m.Deps {
+		e := t.epochs[d.Epoch]
+		if e != nil && (e.head >= d.Seq || e.waived >= d.Seq) {
+			continue
+		}
+		// One of this node's own messages is delivered once a peer
+		// acknowledged it; one it never stamped is nothing to wait for.
+		if d.Epoch == h.s.epoch && (e == nil || e.head+uint64(len(e.unacked)) < d.Seq) {
+			continue
+		}
+		return false
+	}
+	return true
+}
+
+// askDepsLocked fetches m's missing dependencies: a dependency is news
+// that its epoch reached that seq, so it is filled as any gap (asking m's
+// origin first: it delivered them before it stamped m).
+func (h *hub) askDepsLocked(t *topic, m *message, now time.Time) {
+	for _, d := range m.Deps {
+		if d.Epoch == h.s.epoch {
+			continue
+		}
+		e := t.epochLocked("", d.Epoch, now)
+		if e.head >= d.Seq || e.waived >= d.Seq {
+			continue
+		}
+		if d.Seq > e.fillTo {
+			e.fillTo = d.Seq
+		}
+		h.askFillLocked(t, e, m.Origin)
+	}
 }
 
 // messageID is the id a publisher gets: a cursor of the one message.
@@ -313,6 +435,7 @@ func (h *hub) acked(m *message, failed bool) {
 	}
 	if n > 0 {
 		e.unacked = append(e.unacked[:0], e.unacked[n:]...)
+		h.deliverReadyLocked(t, time.Now()) // a peer's message may wait for these
 		t.wakeLocked()
 	}
 }
@@ -334,62 +457,133 @@ func (h *hub) ackAllOwn() {
 }
 
 // receive takes in messages from a peer (the origin, or a peer answering a
-// fill). Messages in order are delivered; a gap asks peers for the missing
-// range and holds the later messages until it is filled.
+// fill). A message is delivered when it is the next of its epoch and its
+// dependencies are delivered; otherwise it is held, and what it lacks (the
+// gap before it, its dependencies) is asked of peers.
 func (h *hub) receive(from string, ms []*message) {
 	now := time.Now()
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	woken := map[*topic]bool{}
+	touched := map[*topic]bool{} // → whether a message was delivered
 	for _, m := range ms {
 		if m.Epoch == h.s.epoch {
 			continue // our own, echoed by a fill
 		}
 		t := h.topicLocked(m.Topic)
 		e := t.epochLocked(m.Origin, m.Epoch, now)
+		if e.origin == "" {
+			e.origin = m.Origin // known until now only from a dependency
+		}
 		switch {
 		case m.Seq <= e.head || e.pending[m.Seq] != nil:
 			h.s.m.duplicates.Inc()
 			continue
 		}
 		h.bindKeyLocked(t, m, now)
-		switch {
-		case m.Seq == e.head+1:
+		if m.Seq == e.head+1 && h.depsMetLocked(t, m) {
 			h.deliverLocked(t, e, m)
-			h.drainPendingLocked(t, e)
-			woken[t] = true
-		default:
-			if e.pending == nil {
-				e.pending = map[uint64]*message{}
-			}
-			if len(e.pending) < pendingLimit {
-				e.pending[m.Seq] = m
-			}
+			touched[t] = true
+			continue
+		}
+		if _, ok := touched[t]; !ok {
+			touched[t] = false
+		}
+		if e.pending == nil {
+			e.pending = map[uint64]*message{}
+		}
+		if len(e.pending) < pendingLimit || m.Seq == e.head+1 {
+			e.pending[m.Seq] = m
+		} else if m.Seq > e.fillTo {
+			e.fillTo = m.Seq // dropped: fetched again
+		}
+		if m.Seq > e.head+1 {
 			if m.Seq-1 > e.fillTo {
 				e.fillTo = m.Seq - 1
 			}
 			h.askFillLocked(t, e, from)
 		}
 	}
-	for t := range woken {
-		t.wakeLocked()
+	for t, delivered := range touched {
+		// What was delivered may be what held messages wait for; and a
+		// held message that is next in its epoch starts its causalWait.
+		if h.deliverReadyLocked(t, now) || delivered {
+			t.wakeLocked()
+		}
 	}
 }
 
-func (h *hub) drainPendingLocked(t *topic, e *epochLog) {
-	for len(e.pending) > 0 {
-		m, ok := e.pending[e.head+1]
-		if !ok {
-			break
+// deliverReadyLocked delivers every held message of the topic whose turn
+// has come: the next seq of its epoch, with its dependencies delivered
+// here. Each delivery may unblock another epoch's message, so it goes
+// round until nothing moves; every message is delivered after its
+// dependencies, and each epoch stays gap-free. A message found waiting for
+// a dependency is stamped blocked (checkBlockedLocked bounds the wait).
+// It reports whether it delivered anything.
+func (h *hub) deliverReadyLocked(t *topic, now time.Time) bool {
+	delivered := false
+	for moved := true; moved; {
+		moved = false
+		for _, e := range t.epochs {
+			for len(e.pending) > 0 {
+				m := e.pending[e.head+1]
+				if m == nil {
+					break
+				}
+				if !h.depsMetLocked(t, m) {
+					if m.blocked.IsZero() {
+						m.blocked = now
+						h.s.m.depHolds.Inc()
+					}
+					break
+				}
+				delete(e.pending, m.Seq)
+				h.deliverLocked(t, e, m)
+				moved, delivered = true, true
+			}
+			if len(e.pending) == 0 {
+				e.pending = nil
+			}
+			if e.head >= e.fillTo {
+				e.fillTo, e.fillAsked = 0, nil
+			}
 		}
-		delete(e.pending, m.Seq)
-		h.deliverLocked(t, e, m)
 	}
-	if len(e.pending) == 0 {
-		e.pending = nil
-	}
-	if e.head >= e.fillTo {
-		e.fillTo, e.fillAsked = 0, nil
+	return delivered
+}
+
+// checkBlockedLocked looks after the messages waiting for a dependency
+// (housekeeping): after depFetchAfter their missing dependencies are asked
+// of peers; after causalWait they are waived (so the messages waiting for
+// no more than those go too), counted and logged.
+func (h *hub) checkBlockedLocked(now time.Time) {
+	for _, t := range h.topics {
+		released := 0
+		var missing []dep
+		for _, e := range t.epochs {
+			m := e.pending[e.head+1]
+			if m == nil || m.blocked.IsZero() || now.Sub(m.blocked) < depFetchAfter || h.depsMetLocked(t, m) {
+				continue
+			}
+			if now.Sub(m.blocked) < causalWait {
+				h.askDepsLocked(t, m, now)
+				continue
+			}
+			for _, d := range m.Deps {
+				de := t.epochLocked("", d.Epoch, now)
+				if de.head < d.Seq && de.waived < d.Seq {
+					de.waived = d.Seq
+					missing = append(missing, d)
+				}
+			}
+			released++
+		}
+		if released == 0 {
+			continue
+		}
+		h.s.m.depTimeouts.Add(float64(released))
+		h.s.log.Warn("messages delivered before their dependencies, which did not come in time", "topic", t.name, "messages", released, "missing", fmt.Sprint(missing), "wait", causalWait)
+		h.deliverReadyLocked(t, now)
+		t.wakeLocked()
 	}
 }
 
@@ -404,6 +598,10 @@ func (h *hub) askFillLocked(t *topic, e *epochLog, prefer string) {
 	if !e.fillAt.IsZero() && now.Sub(e.fillAt) < time.Second && len(e.fillAsked) > 0 {
 		return // a fill is under way
 	}
+	from := e.gapStart()
+	if e.fillTo < from {
+		return
+	}
 	if e.fillAsked == nil {
 		e.fillAsked = map[string]bool{}
 	}
@@ -416,13 +614,25 @@ func (h *hub) askFillLocked(t *topic, e *epochLog, prefer string) {
 		}
 	}
 	if who == "" {
-		h.giveUpGapLocked(t, e)
+		if from == e.head+1 {
+			h.giveUpGapLocked(t, e)
+		} // else: given up once the messages before the gap are delivered
 		return
 	}
 	e.fillAsked[who] = true
 	e.fillAt = now
 	h.s.m.fills.Inc()
-	h.enqueue(who, outItem{ctrl: encodeFill(fill{Topic: t.name, Epoch: e.epoch, From: e.head + 1, To: e.fillTo})})
+	h.enqueue(who, outItem{ctrl: encodeFill(fill{Topic: t.name, Epoch: e.epoch, From: from, To: e.fillTo})})
+}
+
+// gapStart is the first seq after head that this node does not hold: the
+// next messages may be here already, waiting for their dependencies.
+func (e *epochLog) gapStart() uint64 {
+	from := e.head + 1
+	for e.pending[from] != nil {
+		from++
+	}
+	return from
 }
 
 // giveUpGapLocked skips a gap no peer can fill: the history restarts after
@@ -449,7 +659,7 @@ func (h *hub) giveUpGapLocked(t *topic, e *epochLog) {
 	e.head = next - 1
 	e.base = next
 	e.fillTo, e.fillAsked, e.fillAt = 0, nil, time.Time{}
-	h.drainPendingLocked(t, e)
+	h.deliverReadyLocked(t, time.Now())
 	t.wakeLocked()
 }
 
@@ -496,7 +706,7 @@ func (h *hub) haves(from string, hs []have) {
 			e.origin = hv.Origin
 		}
 		if hv.Head <= e.head {
-			if e.fillTo > e.head && e.fillAsked[from] && hv.Base > e.head+1 {
+			if e.fillTo > e.head && e.fillAsked[from] && hv.Base > e.gapStart() {
 				h.askFillLocked(t, e, "") // this peer lacks it too: next one
 			}
 			continue
@@ -504,7 +714,7 @@ func (h *hub) haves(from string, hs []have) {
 		if hv.Head > e.fillTo {
 			e.fillTo = hv.Head
 		}
-		if e.fillAsked[from] && hv.Base > e.head+1 {
+		if e.fillAsked[from] && hv.Base > e.gapStart() {
 			// Asked this peer already and it lacks the start of the gap.
 			e.fillAt = time.Time{}
 			h.askFillLocked(t, e, "")
@@ -685,6 +895,7 @@ func (h *hub) housekeep() {
 				delete(h.keys, k)
 			}
 		}
+		h.checkBlockedLocked(now)
 		h.forgetLocked(now)
 		h.mu.Unlock()
 		h.s.m.history.Set(float64(held))

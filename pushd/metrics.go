@@ -15,6 +15,8 @@ type metrics struct {
 	resets      prometheus.Counter
 	fills       prometheus.Counter
 	gapsLost    prometheus.Counter
+	depHolds    prometheus.Counter
+	depTimeouts prometheus.Counter
 	history     prometheus.Gauge
 	replicated  *prometheus.CounterVec
 	sendErrors  *prometheus.CounterVec
@@ -40,6 +42,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		resets:      prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "resets_total", Help: "farmlb-reset events sent (history did not cover a cursor)."}),
 		fills:       prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "fill_requests_total", Help: "Gap fills asked of peers."}),
 		gapsLost:    prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "gaps_lost_total", Help: "History gaps no peer could fill."}),
+		depHolds:    prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "causal_holds_total", Help: "Received messages held back because one they depend on (delivered at their origin before it stamped them) was not delivered here yet."}),
+		depTimeouts: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "causal_timeouts_total", Help: "Held messages delivered without their dependencies after waiting 10 s for them."}),
 		history:     prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "history_messages", Help: "Messages held in history, all topics."}),
 		replicated:  prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "replicated_total", Help: "Messages a peer acknowledged, by peer."}, []string{"peer"}),
 		sendErrors:  prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "send_errors_total", Help: "Frames a peer did not take, by peer."}, []string{"peer"}),
@@ -48,7 +52,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		wireErrors:  prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "wire_errors_total", Help: "Mesh messages that could not be decoded."}),
 		moves:       prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "moves_total", Help: "farmlb-move events sent (drain)."}),
 	}
-	for _, c := range []prometheus.Collector{m.streams, m.refused, m.publishes, m.publishAck, m.fanout, m.delivered, m.duplicates, m.keyCopies, m.droppedSlow, m.resets, m.fills, m.gapsLost, m.history, m.replicated, m.sendErrors, m.peerDropped, m.peerUp, m.wireErrors, m.moves} {
+	for _, c := range []prometheus.Collector{m.streams, m.refused, m.publishes, m.publishAck, m.fanout, m.delivered, m.duplicates, m.keyCopies, m.droppedSlow, m.resets, m.fills, m.gapsLost, m.depHolds, m.depTimeouts, m.history, m.replicated, m.sendErrors, m.peerDropped, m.peerUp, m.wireErrors, m.moves} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

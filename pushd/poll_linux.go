@@ -172,28 +172,40 @@ func (p *closePoller) close() {
 	unix.Close(p.evfd)
 }
 
-// tryWrite writes what the socket takes now, never waiting: n < len(b)
-// means its send buffer is full.
-func tryWrite(rc syscall.RawConn, b []byte) (n int, err error) {
-	var werr error
-	err = rc.Write(func(fd uintptr) bool {
-		for n < len(b) {
-			m, e := unix.Write(int(fd), b[n:])
-			if e == unix.EINTR {
-				continue
-			}
-			if e != nil {
-				if e != unix.EAGAIN {
-					werr = e
-				}
-				return true
-			}
-			n += m
-		}
-		return true
-	})
-	if err == nil {
-		err = werr
+// socketFD returns the descriptor of a plain TCP connection, or -1.
+func socketFD(conn net.Conn) int {
+	tc, ok := conn.(*net.TCPConn)
+	if !ok {
+		return -1
 	}
-	return n, err
+	rc, err := tc.SyscallConn()
+	if err != nil {
+		return -1
+	}
+	fd := -1
+	if rc.Control(func(f uintptr) { fd = int(f) }) != nil {
+		return -1
+	}
+	return fd
+}
+
+// writeNonBlocking writes what the non-blocking socket fd takes now:
+// n < len(b) means its send buffer is full. It goes around Go's poller
+// (which a write that never waits does not need), so the caller must make
+// sure fd is not closed meanwhile.
+func writeNonBlocking(fd int, b []byte) (n int, err error) {
+	for n < len(b) {
+		m, err := unix.Write(fd, b[n:])
+		if err == unix.EINTR {
+			continue
+		}
+		if err == unix.EAGAIN {
+			return n, nil
+		}
+		if err != nil {
+			return n, err
+		}
+		n += m
+	}
+	return n, nil
 }

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"log/slog"
 	"net"
-	"syscall"
 )
 
 // closePoller exists on Linux only; elsewhere an idle HTTP/1.1 stream
@@ -23,5 +22,7 @@ func (*closePoller) run(context.Context)                   {}
 func (*closePoller) stop()                                 {}
 func (*closePoller) close()                                {}
 
-// tryWrite is not available here: every write goes the blocking way.
-func tryWrite(syscall.RawConn, []byte) (int, error) { return 0, nil }
+// socketFD: no direct writes here; every write goes the blocking way.
+func socketFD(net.Conn) int { return -1 }
+
+func writeNonBlocking(int, []byte) (int, error) { return 0, nil }

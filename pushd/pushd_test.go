@@ -471,3 +471,44 @@ func TestKeepAlive(t *testing.T) {
 		t.Errorf("status line %q", lines[0])
 	}
 }
+
+// TestFanOutToManyStreams: a publish reaches every stream of a topic when
+// they are more than one worker's chunk (the workers share them), with
+// streams on two topics getting both topics' messages in the order this
+// node delivered them.
+func TestFanOutToManyStreams(t *testing.T) {
+	f := newMemFarm("a")
+	nodes := startNodes(t, f, nil, "a")
+	const n = 3*wakeChunk + 7
+	var one, two []*sseClient
+	for i := range n {
+		if i%5 == 0 {
+			two = append(two, openStream(t, nil, streamURL(nodes["a"], "x", "y"), ""))
+		} else {
+			one = append(one, openStream(t, nil, streamURL(nodes["a"], "x"), ""))
+		}
+	}
+	waitFor(t, func() bool { return nodes["a"].s.Users() == n })
+	for i := range 3 {
+		mustPublish(t, nodes["a"].url, "x", fmt.Sprint("x", i))
+		mustPublish(t, nodes["a"].url, "y", fmt.Sprint("y", i))
+	}
+	for _, c := range one {
+		var got []string
+		for _, ev := range c.collect(t, 3) {
+			got = append(got, ev.Data)
+		}
+		if strings.Join(got, ",") != "x0,x1,x2" {
+			t.Fatalf("one topic: got %v", got)
+		}
+	}
+	for _, c := range two {
+		var got []string
+		for _, ev := range c.collect(t, 6) {
+			got = append(got, ev.Data)
+		}
+		if strings.Join(got, ",") != "x0,y0,x1,y1,x2,y2" {
+			t.Fatalf("two topics: got %v", got)
+		}
+	}
+}

@@ -187,7 +187,7 @@ type Server struct {
 	ln     net.Listener
 	poll   *closePoller // nil where no poller is available
 	flushq flushQueue
-	bufs   sync.Pool // *[]byte write buffers, lent to a flush while it runs
+	bufs   sync.Pool // *scratch, lent to a flush while it runs
 
 	randMu sync.Mutex
 	rand   *rand.Rand

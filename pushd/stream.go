@@ -8,7 +8,6 @@ import (
 	"sort"
 	"strconv"
 	"sync"
-	"syscall"
 	"time"
 )
 
@@ -35,17 +34,52 @@ type stream struct {
 	done      chan struct{}
 
 	// HTTP/1.1: the hijacked connection; HTTP/2: the handler writes.
-	conn    net.Conn
-	raw     syscall.RawConn // the TCP socket, for writes that never block
-	rest    []byte          // what a write that would block left over
+	conn net.Conn
+	// fd is the plain TCP socket's descriptor, which the flush workers
+	// write to with write(2) directly (the socket is non-blocking), or -1
+	// (TLS, or not Linux). wmu is held around each such write and by
+	// close before the connection is closed, so a descriptor is never
+	// written after it was closed (and perhaps reused).
+	wmu     sync.Mutex
+	fd      int
+	rest    []byte // what a write that would block left over
 	pollKey uint64
-	wake    chan struct{}
+	wakec   chan struct{}
 	rw      http.ResponseWriter
 	rc      *http.ResponseController
 }
 
-// notify says that one of the stream's topics moved on.
-func (st *stream) notify() { st.poke(func() { st.dirty = true }) }
+// wake says that one of the stream's topics moved on; it runs on a flush
+// worker, which writes to the stream itself unless a flusher is on it
+// already (that one finds the news when it looks again).
+func (st *stream) wake() {
+	st.mu.Lock()
+	if st.closed {
+		st.mu.Unlock()
+		return
+	}
+	st.dirty = true
+	if st.conn == nil {
+		st.mu.Unlock()
+		st.signal()
+		return
+	}
+	if st.running {
+		st.mu.Unlock()
+		return
+	}
+	st.running = true
+	st.mu.Unlock()
+	st.runFast()
+}
+
+// signal wakes an HTTP/2 stream's handler goroutine.
+func (st *stream) signal() {
+	select {
+	case st.wakec <- struct{}{}:
+	default:
+	}
+}
 
 // poke sets a flag under the lock and gets a flusher going.
 func (st *stream) poke(set func()) {
@@ -57,10 +91,7 @@ func (st *stream) poke(set func()) {
 	set()
 	if st.conn == nil {
 		st.mu.Unlock()
-		select {
-		case st.wake <- struct{}{}:
-		default:
-		}
+		st.signal()
 		return
 	}
 	start := !st.running
@@ -152,21 +183,19 @@ const flushLimit = 64 << 10
 // else went, then a move event; fast writes return errWouldBlock rather
 // than wait (w then holds what is left to do).
 func (st *stream) flush(w *work, fast bool) error {
-	bp, _ := st.s.bufs.Get().(*[]byte)
-	if bp == nil {
-		b := make([]byte, 0, 4096)
-		bp = &b
+	sc, _ := st.s.bufs.Get().(*scratch)
+	if sc == nil {
+		sc = &scratch{buf: make([]byte, 0, 4096)}
 	}
 	defer func() {
-		if cap(*bp) <= 4*flushLimit {
-			*bp = (*bp)[:0]
-			st.s.bufs.Put(bp)
+		if cap(sc.buf) <= 4*flushLimit {
+			sc.reset()
+			st.s.bufs.Put(sc)
 		}
 	}()
 	wrote := false
 	for w.dirty {
-		buf, more := st.collect((*bp)[:0])
-		*bp = buf
+		buf, more := st.collect(sc)
 		if len(buf) > 0 {
 			if err := st.write(buf, fast); err != nil {
 				return err
@@ -195,8 +224,8 @@ func (st *stream) flush(w *work, fast bool) error {
 func (st *stream) write(b []byte, fast bool) error {
 	timeout := st.s.cfg.WriteTimeout
 	if st.conn != nil {
-		if fast && st.raw != nil {
-			n, err := tryWrite(st.raw, b)
+		if fast {
+			n, err := st.writeNow(b)
 			if err != nil || n == len(b) {
 				return err
 			}
@@ -224,19 +253,50 @@ func (st *stream) write(b []byte, fast bool) error {
 	return nil
 }
 
+// writeNow writes what the socket takes now, never waiting: n < len(b)
+// means its send buffer is full (or the stream has no descriptor of its
+// own to write to: every write of a TLS stream goes the blocking way).
+func (st *stream) writeNow(b []byte) (n int, err error) {
+	st.wmu.Lock()
+	defer st.wmu.Unlock()
+	if st.fd < 0 {
+		return 0, nil
+	}
+	return writeNonBlocking(st.fd, b)
+}
+
 func isTimeout(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()
 }
 
-// collect appends to buf the events the stream has not seen, up to
+// scratch is what a flush works in, lent from a pool so that a flush
+// allocates nothing in the common case.
+type scratch struct {
+	buf  []byte     // the events to write
+	runs []run      // per (topic, epoch), the messages after the cursor
+	msgs []*message // the runs' messages, copied out of the history
+}
+
+type run struct {
+	ti   int
+	msgs []*message
+}
+
+func (sc *scratch) reset() {
+	sc.buf = sc.buf[:0]
+	clear(sc.runs)
+	sc.runs = sc.runs[:0]
+	clear(sc.msgs)
+	sc.msgs = sc.msgs[:0]
+}
+
+// collect fills sc.buf with the events the stream has not seen, up to
 // flushLimit bytes, advancing its cursor; more reports that some remain.
-func (st *stream) collect(buf []byte) (out []byte, more bool) {
-	type run struct {
-		ti   int
-		msgs []*message
-	}
-	var runs []run
+func (st *stream) collect(sc *scratch) (out []byte, more bool) {
+	sc.reset()
+	buf, runs := sc.buf, sc.runs
+	defer func() { sc.buf, sc.runs = out, runs }()
 	var twins map[*message][]CursorEntry // of the messages in runs that have any
 	truncated := false
 	st.s.hub.mu.RLock()
@@ -277,7 +337,9 @@ func (st *stream) collect(buf []byte) (out []byte, more bool) {
 				if len(src) > 1024 {
 					src, truncated = src[:1024], true
 				}
-				runs = append(runs, run{i, append([]*message(nil), src...)})
+				n := len(sc.msgs)
+				sc.msgs = append(sc.msgs, src...)
+				runs = append(runs, run{i, sc.msgs[n:len(sc.msgs):len(sc.msgs)]})
 				for _, m := range src {
 					for _, o := range m.twins {
 						if twins == nil {
@@ -420,13 +482,16 @@ func (st *stream) close(err error) {
 	s := st.s
 	s.hub.mu.Lock()
 	for _, t := range st.topics {
-		delete(t.subs, st)
+		t.unsubscribeLocked(st)
 	}
 	s.hub.mu.Unlock()
 	if conn != nil {
 		if s.poll != nil {
 			s.poll.remove(key)
 		}
+		st.wmu.Lock()
+		st.fd = -1
+		st.wmu.Unlock()
 		conn.Close()
 	}
 	s.removeStream(st)
@@ -444,49 +509,78 @@ func moveEvent(reason, url string, delay time.Duration) []byte {
 	return append(b, "}\n\n"...)
 }
 
-// flushQueue hands HTTP/1.1 streams with work to the flush workers. It
-// never blocks (topics wake streams while they hold the hub's lock).
+// flushQueue hands work to the flush workers: HTTP/1.1 streams a flusher
+// was started for (poke), and topics' subscriber snapshots to wake, in
+// chunks (a publish). It never blocks: topics wake their streams while
+// they hold the hub's lock.
 type flushQueue struct {
-	mu    sync.Mutex
-	items []*stream
-	wake  chan struct{}
+	mu     sync.Mutex
+	items  []*stream   // flusher started: run it
+	chunks [][]*stream // to wake, each stream by the worker that takes it
+	wake   chan struct{}
 }
+
+// wakeChunk is how many streams of a topic one worker takes at a time:
+// large enough that the queue's lock is taken rarely, small enough that
+// the workers share a topic's streams.
+const wakeChunk = 128
 
 func (q *flushQueue) push(st *stream) {
 	q.mu.Lock()
 	q.items = append(q.items, st)
 	q.mu.Unlock()
+	q.signal()
+}
+
+// pushWake queues the streams of snap to be woken. The queue keeps slices
+// of snap, which must not change afterwards.
+func (q *flushQueue) pushWake(snap []*stream) {
+	q.mu.Lock()
+	for i := 0; i < len(snap); i += wakeChunk {
+		q.chunks = append(q.chunks, snap[i:min(i+wakeChunk, len(snap))])
+	}
+	q.mu.Unlock()
+	q.signal()
+}
+
+func (q *flushQueue) signal() {
 	select {
 	case q.wake <- struct{}{}:
 	default:
 	}
 }
 
-// pop takes up to len(batch) streams; it returns 0 when ctx ends.
-func (q *flushQueue) pop(done <-chan struct{}, batch []*stream) int {
+// pop takes up to len(batch) started streams, or else one chunk to wake;
+// it returns false when done is closed.
+func (q *flushQueue) pop(done <-chan struct{}, batch []*stream) (started []*stream, wake []*stream, ok bool) {
 	for {
 		q.mu.Lock()
-		n := copy(batch, q.items)
-		if n > 0 {
+		if n := copy(batch, q.items); n > 0 {
 			clear(q.items[:n])
 			q.items = q.items[n:]
 			if len(q.items) == 0 {
 				q.items = nil
 			}
-			more := len(q.items) > 0
-			q.mu.Unlock()
-			if more { // let another worker help
-				select {
-				case q.wake <- struct{}{}:
-				default:
-				}
+			started = batch[:n]
+		} else if len(q.chunks) > 0 {
+			wake = q.chunks[0]
+			q.chunks[0] = nil
+			q.chunks = q.chunks[1:]
+			if len(q.chunks) == 0 {
+				q.chunks = nil
 			}
-			return n
 		}
+		more := len(q.items) > 0 || len(q.chunks) > 0
 		q.mu.Unlock()
+		if started != nil || wake != nil {
+			if more { // let another worker help
+				q.signal()
+			}
+			return started, wake, true
+		}
 		select {
 		case <-done:
-			return 0
+			return nil, nil, false
 		case <-q.wake:
 		}
 	}
@@ -496,13 +590,16 @@ func (q *flushQueue) pop(done <-chan struct{}, batch []*stream) int {
 func (s *Server) flushWorker() {
 	batch := make([]*stream, 32)
 	for {
-		n := s.flushq.pop(s.ctx.Done(), batch)
-		if n == 0 {
+		started, wake, ok := s.flushq.pop(s.ctx.Done(), batch)
+		if !ok {
 			return
 		}
-		for _, st := range batch[:n] {
+		for _, st := range started {
 			st.runFast()
 		}
-		clear(batch[:n])
+		clear(started)
+		for _, st := range wake {
+			st.wake()
+		}
 	}
 }

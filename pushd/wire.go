@@ -12,21 +12,29 @@ import (
 // The replication protocol between pushd nodes rides on peerlink's data
 // channel (reliable, ordered per peer). One mesh message is one frame:
 //
-//	version  byte (1)
+//	version  byte (2; 1 is still read)
 //	kind     byte
 //	body     kind-specific, every length bounded
 //
 // Kinds:
 //
-//	kindMessages  uvarint count, then count messages (see appendMessage)
+//	kindMessages  uvarint count, then count messages (see appendMessage);
+//	              version 1 messages end after their data, without deps
 //	kindFill      topic, epoch (8), from uvarint, to uvarint: "send me these"
 //	kindHave      topic, origin, epoch (8), base uvarint, head uvarint:
 //	              "I hold base..head of this epoch" (answer to a fill, and
 //	              news that lets a peer notice it is behind)
 //	kindSync      no body: "tell me what you hold" (a node that starts asks
 //	              each peer it meets, so a restart catches up)
+//
+// Version 2 added the dependencies to each message. A frame of version 1
+// (a node not yet upgraded) is read as before, its messages without
+// dependencies; a version 1 node refuses version 2 frames ("unknown
+// version 2", counted in its farmlb_pushd_wire_errors_total), so a farm is
+// upgraded by restarting every node, not by mixing versions for long.
 const (
-	wireVersion  = 1
+	wireVersion  = 2
+	wireV1       = 1
 	kindMessages = 1
 	kindFill     = 2
 	kindHave     = 3
@@ -41,6 +49,9 @@ const (
 	maxWirePayload = 1 << 20
 	maxBatch       = 4096
 	maxHaves       = 4096
+	// maxDeps bounds a message's dependencies: one per other epoch of
+	// its topic, the most recently active first (see topic.depsLocked).
+	maxDeps = 64
 )
 
 // message is one published message, as every node holds it.
@@ -52,6 +63,13 @@ type message struct {
 	At     time.Time // when the origin accepted it
 	Key    string    // the publisher's Idempotency-Key, may be empty
 	Data   []byte
+	// Deps is what the origin had delivered of the topic's other epochs
+	// when it stamped the message, by epoch ascending: a node delivers the
+	// message only after those (see hub.deliverReadyLocked), so a
+	// publisher that moves from node to node keeps its order on a node
+	// that fetches both nodes' messages later. Never changed once
+	// stamped.
+	Deps []dep
 
 	// At the origin only, guarded by hub.mu: acked is set once a peer
 	// holds the message; done is closed once it is delivered.
@@ -63,12 +81,22 @@ type message struct {
 
 	// local is the message's place in its topic on this node (hub.mu).
 	local uint64
+	// blocked is when the message, next in its epoch, was first found
+	// waiting for a dependency (hub.mu); zero while it is not.
+	blocked time.Time
 	// twins are the other copies of this message this node holds: the
 	// same topic and Idempotency-Key under another (epoch, seq) (hub.mu).
 	twins []*message
 
 	bodyOnce sync.Once
 	body     []byte // the event's shared part (sseBody)
+}
+
+// dep says that a message comes after seq 1..Seq of another epoch of its
+// topic.
+type dep struct {
+	Epoch uint64
+	Seq   uint64
 }
 
 // fill asks a peer for the messages from..to (inclusive) of an epoch.
@@ -107,6 +135,11 @@ func appendString(b []byte, s string) []byte {
 	return append(b, s...)
 }
 
+// appendMessage appends one message: topic, origin (uvarint length and
+// bytes), epoch (8 bytes), seq (uvarint), publish time (varint ns), key,
+// data (uvarint length and bytes), then — since version 2 — the deps: a
+// uvarint count (≤ maxDeps) and per dep its epoch (8 bytes, ascending) and
+// seq (uvarint, ≥ 1).
 func appendMessage(b []byte, m *message) []byte {
 	b = appendString(b, m.Topic)
 	b = appendString(b, m.Origin)
@@ -115,12 +148,19 @@ func appendMessage(b []byte, m *message) []byte {
 	b = binary.AppendVarint(b, m.At.UnixNano())
 	b = appendString(b, m.Key)
 	b = binary.AppendUvarint(b, uint64(len(m.Data)))
-	return append(b, m.Data...)
+	b = append(b, m.Data...)
+	b = binary.AppendUvarint(b, uint64(len(m.Deps)))
+	for _, d := range m.Deps {
+		b = binary.BigEndian.AppendUint64(b, d.Epoch)
+		b = binary.AppendUvarint(b, d.Seq)
+	}
+	return b
 }
 
 // messageSize is an upper bound of appendMessage's output.
 func messageSize(m *message) int {
-	return 4*binary.MaxVarintLen64 + 8 + len(m.Topic) + len(m.Origin) + len(m.Key) + len(m.Data) + 3
+	return 5*binary.MaxVarintLen64 + 8 + len(m.Topic) + len(m.Origin) + len(m.Key) + len(m.Data) + 3 +
+		len(m.Deps)*(8+binary.MaxVarintLen64)
 }
 
 func encodeMessages(ms []*message) []byte {
@@ -237,7 +277,7 @@ func (d *decoder) topic() string {
 	return t
 }
 
-func (d *decoder) message() *message {
+func (d *decoder) message(version byte) *message {
 	m := &message{}
 	m.Topic = d.topic()
 	m.Origin = string(d.bytes("origin", maxOriginLen))
@@ -251,7 +291,39 @@ func (d *decoder) message() *message {
 	if d.err == nil && m.Seq == 0 {
 		d.fail("seq 0")
 	}
+	if version > wireV1 {
+		m.Deps = d.deps(m.Epoch)
+	}
 	return m
+}
+
+// deps reads a message's dependencies: at most maxDeps, epochs ascending
+// (so each is named once and the encoding is unique), none the message's
+// own epoch, no seq 0.
+func (d *decoder) deps(own uint64) []dep {
+	n := d.uvarint("deps count")
+	if d.err != nil || n == 0 {
+		return nil
+	}
+	if n > maxDeps {
+		d.fail("%d deps, at most %d", n, maxDeps)
+		return nil
+	}
+	ds := make([]dep, 0, n)
+	for i := uint64(0); i < n && d.err == nil; i++ {
+		x := dep{Epoch: d.u64("dep epoch"), Seq: d.uvarint("dep seq")}
+		switch {
+		case d.err != nil:
+		case x.Seq == 0:
+			d.fail("dep on seq 0")
+		case x.Epoch == own:
+			d.fail("dep on the message's own epoch")
+		case i > 0 && x.Epoch <= ds[i-1].Epoch:
+			d.fail("deps not in ascending epoch order")
+		}
+		ds = append(ds, x)
+	}
+	return ds
 }
 
 // decodeFrame parses one mesh message. It never panics and copies what it
@@ -261,8 +333,9 @@ func decodeFrame(body []byte) (frame, error) {
 	if len(body) < 2 {
 		return f, &WireError{"short frame"}
 	}
-	if body[0] != wireVersion {
-		return f, &WireError{fmt.Sprintf("unknown version %d", body[0])}
+	version := body[0]
+	if version != wireVersion && version != wireV1 {
+		return f, &WireError{fmt.Sprintf("unknown version %d (this node reads %d and %d)", version, wireV1, wireVersion)}
 	}
 	d := &decoder{b: body[2:]}
 	switch body[1] {
@@ -272,7 +345,7 @@ func decodeFrame(body []byte) (frame, error) {
 			d.fail("%d messages, at most %d", n, maxBatch)
 		}
 		for i := uint64(0); i < n && d.err == nil; i++ {
-			m := d.message()
+			m := d.message(version)
 			if d.err == nil {
 				f.Messages = append(f.Messages, m)
 			}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/farmlb/farmlb/appliance/image"
+	"github.com/farmlb/farmlb/config"
 	"github.com/farmlb/farmlb/peerlink"
 )
 
@@ -28,7 +29,30 @@ nodes:
   - {name: serverB, url: "http://198.18.1.12:8080", listen: "0.0.0.0:8080", addrs: [198.18.1.12], peer: "198.18.1.12:7946", priority: A}
 observers:
   - {name: ns1, peer: "198.18.1.11:7950", dns: "0.0.0.0:53"}
+# Slower failure detection than the defaults (50ms/350ms/250ms), which aim
+# at real hardware: under TCG emulation a guest's vCPU thread can go
+# unscheduled for a second or more, and with the defaults the nodes would
+# see each other DOWN and UP again (flap) while the test runs. A dead
+# member is still DOWN within about 2 + 0.04 + 0.67 = 2.7 s (about 4 s at most).
+mesh:
+  heartbeat: 200ms
+  suspect_after: 2s
+  probe_timeout: 1s
 `
+
+// TestTwoFarmFile checks, without qemu, that the boxes' farm file parses
+// and that its members run the slow timers: a mistake in it would
+// otherwise show only in the image test.
+func TestTwoFarmFile(t *testing.T) {
+	f, err := config.Parse([]byte(twoFarm))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := peerlink.FarmConfig(f, "serverB")
+	if cfg.HeartbeatInterval != 200*time.Millisecond || cfg.SuspectAfter != 2*time.Second || cfg.ProbeTimeout != time.Second {
+		t.Errorf("timers %v/%v/%v, want the file's 200ms/2s/1s", cfg.HeartbeatInterval, cfg.SuspectAfter, cfg.ProbeTimeout)
+	}
+}
 
 func twoBoxConfig(host, addr, services string) string {
 	return fmt.Sprintf(`hostname: %s

@@ -99,10 +99,10 @@ func runMember(args []string) error {
 	fs := flag.NewFlagSet("member", flag.ExitOnError)
 	path := fs.String("config", "", "farm file")
 	name := fs.String("name", "", "member name")
-	suspect := fs.Duration("suspect", 0, "Config.SuspectAfter (0: default)")
-	probe := fs.Duration("probe", 0, "Config.ProbeTimeout (0: default)")
-	vouch := fs.Duration("vouch", 0, "Config.VouchTimeout (0: default)")
-	lifetime := fs.Duration("lifetime", 0, "Config.VouchLifetime (0: default)")
+	suspect := fs.Duration("suspect", 0, "Config.SuspectAfter (0: the farm file's mesh.suspect_after, else the default)")
+	probe := fs.Duration("probe", 0, "Config.ProbeTimeout (0: the farm file's mesh.probe_timeout, else the default)")
+	vouch := fs.Duration("vouch", 0, "Config.VouchTimeout (0: the farm file's mesh.vouch_timeout, else the default)")
+	lifetime := fs.Duration("lifetime", 0, "Config.VouchLifetime (0: the farm file's mesh.vouch_lifetime, else the default)")
 	fs.Parse(args)
 	f, err := config.Load(*path)
 	if err != nil {
@@ -121,8 +121,8 @@ func runMember(args []string) error {
 		return err
 	}
 	cc := &countingConn{PacketConn: uc, uc: uc}
-	cfg := peerlink.DefaultConfig()
-	cfg.Farm, cfg.Self, cfg.PacketConn = f, *name, cc
+	cfg := peerlink.FarmConfig(f, *name) // the farm file's mesh: timers; the flags below win
+	cfg.PacketConn = cc
 	if *suspect > 0 {
 		cfg.SuspectAfter = *suspect
 	}

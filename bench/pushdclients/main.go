@@ -38,6 +38,7 @@ func main() {
 	topic := flag.String("topic", "bench", "topic to subscribe to")
 	fanout := flag.Int("fanout", 0, "read this many events per stream and print latency percentiles")
 	par := flag.Int("par", 64, "connections (HTTP/2: streams) opened in parallel")
+	epoll := flag.Bool("epoll", true, "with -fanout, read every HTTP/1.1 stream from one thread with epoll (Linux) rather than a goroutine per stream (HTTP/2 streams are read by a goroutine each)")
 	h2 := flag.Bool("h2", false, "open HTTP/2 streams (h2c, prior knowledge) instead of HTTP/1.1 connections")
 	perConn := flag.Int("streams-per-conn", 100, "with -h2, streams per connection: at most the server's SETTINGS_MAX_CONCURRENT_STREAMS (Go's default 250); 100 is what a Go client assumes before the server's settings arrive")
 	flag.Parse()
@@ -47,21 +48,31 @@ func main() {
 		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(*src)}
 	}
 	var readers []*bufio.Reader
+	var conns []net.Conn // HTTP/1.1 only: the sockets, for -epoll
 	var closeAll func()
 	var err error
 	if *h2 {
 		readers, closeAll, err = openH2(d, *addr, *topic, *n, *perConn, *par, *fanout > 0)
 	} else {
-		readers, closeAll, err = openH1(d, *addr, *topic, *n, *par, *fanout > 0)
+		conns, readers, closeAll, err = openH1(d, *addr, *topic, *n, *par, *fanout > 0)
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "pushdclients:", err)
 		os.Exit(1)
 	}
 	fmt.Printf("ready %d\n", *n)
+	cpu0 := cpuTime()
 
+	if *fanout > 0 && *epoll && conns != nil {
+		all, err := fanoutEpoll(conns, readers, *fanout)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "pushdclients:", err)
+		}
+		printLatency(all, cpuTime()-cpu0, *fanout)
+		return
+	}
 	if *fanout > 0 {
-		printLatency(readers, *fanout)
+		printLatency(fanoutGoroutines(readers, *fanout), cpuTime()-cpu0, *fanout)
 		return
 	}
 	sig := make(chan os.Signal, 1)
@@ -71,8 +82,9 @@ func main() {
 }
 
 // openH1 opens n HTTP/1.1 streams, one connection each, and returns their
-// readers (when keep is set) and a function that closes them all.
-func openH1(d net.Dialer, addr, topic string, n, par int, keep bool) ([]*bufio.Reader, func(), error) {
+// sockets, their readers (when keep is set) and a function that closes
+// them all.
+func openH1(d net.Dialer, addr, topic string, n, par int, keep bool) ([]net.Conn, []*bufio.Reader, func(), error) {
 	req := []byte("GET /stream?topic=" + topic + " HTTP/1.1\r\nHost: " + addr + "\r\nAccept: text/event-stream\r\n\r\n")
 	conns := make([]net.Conn, n)
 	closeAll := func() {
@@ -105,9 +117,9 @@ func openH1(d net.Dialer, addr, topic string, n, par int, keep bool) ([]*bufio.R
 	})
 	if err != nil {
 		closeAll()
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	return readers, closeAll, nil
+	return conns, readers, closeAll, nil
 }
 
 // openH2 opens n HTTP/2 streams over ceil(n/perConn) h2c connections,
@@ -226,16 +238,17 @@ func openH2Stream(ctx context.Context, cc *http.ClientConn, addr, topic string) 
 	return br, nil
 }
 
-// printLatency reads fanout events from every stream and prints the
-// percentiles of their delivery latency.
-func printLatency(readers []*bufio.Reader, fanout int) {
+// fanoutGoroutines reads msgs events from every stream, a goroutine per
+// stream, and returns each event's latency: the time it was read minus the
+// publish time in its data.
+func fanoutGoroutines(readers []*bufio.Reader, msgs int) []time.Duration {
 	var wg sync.WaitGroup
 	lat := make([][]time.Duration, len(readers))
 	for i := range readers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for k := 0; k < fanout; k++ {
+			for k := 0; k < msgs; k++ {
 				data, err := readEventData(readers[i])
 				if err != nil {
 					return
@@ -253,11 +266,26 @@ func printLatency(readers []*bufio.Reader, fanout int) {
 	for _, l := range lat {
 		all = append(all, l...)
 	}
+	return all
+}
+
+// printLatency prints the percentiles of the latencies, which it sorts,
+// and the CPU time the process used per message.
+func printLatency(all []time.Duration, cpu time.Duration, msgs int) {
 	sort.Slice(all, func(a, b int) bool { return all[a] < all[b] })
 	if len(all) > 0 {
 		p := func(q float64) time.Duration { return all[int(q*float64(len(all)-1))] }
-		fmt.Printf("latency n=%d p50=%v p90=%v p99=%v max=%v\n", len(all), p(0.5), p(0.9), p(0.99), all[len(all)-1])
+		fmt.Printf("latency n=%d p50=%v p90=%v p99=%v max=%v cpu/msg=%v\n", len(all), p(0.5), p(0.9), p(0.99), all[len(all)-1], (cpu / time.Duration(msgs)).Round(100*time.Microsecond))
 	}
+}
+
+// cpuTime is the CPU time (user + system) the process used so far.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func readUntil(br *bufio.Reader, end string) error {

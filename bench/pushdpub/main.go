@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -28,10 +29,20 @@ func main() {
 	token := flag.String("token", os.Getenv("FARMLB_TOKEN"), "publish token")
 	topics := flag.Int("topics", 4, "topics to spread the publishes over")
 	stream := flag.Bool("stream", true, "hold one stream per node and count what it receives")
+	timed := flag.Int("timed", 0, "instead: publish this many messages to the first URL's topic -topic, one every -gap, each one's data its publish time in unix nanoseconds (for the fan-out benchmark)")
+	gap := flag.Duration("gap", 500*time.Millisecond, "with -timed, the time between publishes")
+	topic := flag.String("topic", "bench", "with -timed, the topic")
 	flag.Parse()
 	nodes := strings.Split(*urls, ",")
 	tr := &http.Transport{MaxIdleConnsPerHost: *conc}
 	client := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+	if *timed > 0 {
+		if err := publishTimed(client, nodes[0], *topic, *token, *timed, *gap); err != nil {
+			fmt.Fprintln(os.Stderr, "pushdpub:", err)
+			os.Exit(1)
+		}
+		return
+	}
 
 	var received []*atomic.Int64
 	if *stream {
@@ -127,4 +138,41 @@ func main() {
 			fmt.Printf("stream on %s received %d (acknowledged %d)\n", nodes[i], n.Load(), ok.Load())
 		}
 	}
+}
+
+// publishTimed publishes n messages whose data is the time just before
+// each request is sent, on one kept-alive connection (a first publish to
+// another topic opens it), so that a subscriber's receive time minus the
+// data is the publish-to-delivery latency without a process start or a
+// TCP handshake in it.
+func publishTimed(client *http.Client, node, topic, token string, n int, gap time.Duration) error {
+	post := func(topic, data string) error {
+		req, err := http.NewRequest("POST", node+"/publish/"+topic, strings.NewReader(data))
+		if err != nil {
+			return err
+		}
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := client.Do(req)
+		if err != nil {
+			return err
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			return fmt.Errorf("publish: %s", resp.Status)
+		}
+		return nil
+	}
+	if err := post(topic+"-warmup", "warm-up"); err != nil {
+		return err
+	}
+	next := time.Now()
+	for range n {
+		if err := post(topic, strconv.FormatInt(time.Now().UnixNano(), 10)); err != nil {
+			return err
+		}
+		next = next.Add(gap)
+		time.Sleep(time.Until(next))
+	}
+	return nil
 }

@@ -30,8 +30,12 @@ func newApp(stdout, stderr io.Writer) *cli.App {
   <zone>                  SOA and NS (with glue)
 Other names in the zone are NXDOMAIN, names outside it REFUSED.
 
-Signals: SIGHUP reloads the farm file (TTLs, hostmaster, nameservers) or the
-list file; SIGTERM and SIGINT stop the server cleanly.
+In mesh mode the failure-detection timers come from the farm file's mesh:
+section, as in every member of the farm (no flag overrides them).
+
+Signals: SIGHUP reloads the farm file (TTLs, hostmaster, nameservers; the
+mesh: timers take effect at the next start) or the list file; SIGTERM and
+SIGINT stop the server cleanly.
 
 Every flag can also be set from the environment variable named beside it.`,
 		Writer:         stdout,

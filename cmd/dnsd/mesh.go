@@ -21,9 +21,7 @@ type meshSource struct {
 // startMesh joins the farm's mesh as the observer name: it binds the mesh's
 // socket now (so a taken port fails the start) and serves once run.
 func startMesh(f *config.Farm, name string, log *slog.Logger, reg prometheus.Registerer) (*meshSource, error) {
-	cfg := peerlink.DefaultConfig()
-	cfg.Farm = f
-	cfg.Self = name
+	cfg := peerlink.FarmConfig(f, name) // the timers of the farm file's mesh: section
 	cfg.Logger = log
 	cfg.Registerer = reg
 	m, err := peerlink.New(cfg)

@@ -6,7 +6,9 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -53,12 +55,14 @@ func waitA(t *testing.T, addr, name string, want []string, timeout time.Duration
 	t.Fatalf("service A is %v (err %v), want %v within %v", got, err, want, timeout)
 }
 
-// TestMeshMode runs dnsd as a process following a real mesh (peerlink over
-// QUIC with mutual TLS, the nodes in this test process on their own
-// addresses): it answers from the live table, drops a node that leaves, and
-// when the last node is gone keeps answering from the last table that had an
-// UP server.
-func TestMeshMode(t *testing.T) {
+// member is a member of a test farm: its name and its own loopback address.
+type member struct{ name, ip string }
+
+// writeFarm writes into a fresh folder the farm's CA, a certificate for each
+// member and farm.yaml, with free ports on each member's address and extra
+// appended; it returns the folder and farm.yaml's text.
+func writeFarm(t *testing.T, nodes, observers []member, extra string) (string, string) {
+	t.Helper()
 	dir := t.TempDir()
 	caCert, caKey, err := peerlink.NewCA("test", time.Hour)
 	if err != nil {
@@ -70,34 +74,36 @@ func TestMeshMode(t *testing.T) {
 		}
 	}
 	write("ca.crt", caCert)
-	nodes := map[string]string{"serverA": "127.0.0.41", "serverB": "127.0.0.42"}
-	obsIP := "127.0.0.43"
-	dnsAddr := net.JoinHostPort(obsIP, fmt.Sprint(farmtest.FreePort(t, obsIP)))
-	var y strings.Builder
-	y.WriteString("service: stream.farmlb.test\ntls: {ca: ca.crt, cert: '{name}.crt', key: '{name}.key'}\ntokens: {publish: t}\nnodes:\n")
-	for _, name := range []string{"serverA", "serverB", "ns1"} {
-		c, k, err := peerlink.IssueCert(caCert, caKey, name, time.Hour)
+	for _, m := range append(slices.Clone(nodes), observers...) {
+		c, k, err := peerlink.IssueCert(caCert, caKey, m.name, time.Hour)
 		if err != nil {
 			t.Fatal(err)
 		}
-		write(name+".crt", c)
-		write(name+".key", k)
-		if ip, ok := nodes[name]; ok {
-			fmt.Fprintf(&y, "  - {name: %s, url: 'http://%s:8080', peer: '%s:%d', priority: A}\n", name, ip, ip, farmtest.FreePort(t, ip))
-		}
+		write(m.name+".crt", c)
+		write(m.name+".key", k)
 	}
-	fmt.Fprintf(&y, "observers:\n  - {name: ns1, peer: '%s:%d', dns: '%s'}\ndns:\n  ttl: {service: 2s}\n", obsIP, farmtest.FreePort(t, obsIP), dnsAddr)
+	var y strings.Builder
+	y.WriteString("service: stream.farmlb.test\ntls: {ca: ca.crt, cert: '{name}.crt', key: '{name}.key'}\ntokens: {publish: t}\nnodes:\n")
+	for _, n := range nodes {
+		fmt.Fprintf(&y, "  - {name: %s, url: 'http://%s:8080', peer: '%s:%d', priority: A}\n", n.name, n.ip, n.ip, farmtest.FreePort(t, n.ip))
+	}
+	y.WriteString("observers:\n")
+	for _, o := range observers {
+		dnsAddr := net.JoinHostPort(o.ip, fmt.Sprint(farmtest.FreePort(t, o.ip)))
+		fmt.Fprintf(&y, "  - {name: %s, peer: '%s:%d', dns: '%s'}\n", o.name, o.ip, farmtest.FreePort(t, o.ip), dnsAddr)
+	}
+	y.WriteString(extra)
 	write("farm.yaml", []byte(y.String()))
-	f, err := config.Load(filepath.Join(dir, "farm.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	return dir, y.String()
+}
 
+// startNodes runs the named nodes of f in this process, each with the
+// farm file's timers as pushd would, until the test ends.
+func startNodes(t *testing.T, f *config.Farm, names ...string) map[string]*peerlink.Mesh {
+	t.Helper()
 	meshes := map[string]*peerlink.Mesh{}
-	for name := range nodes {
-		cfg := peerlink.DefaultConfig()
-		cfg.Farm, cfg.Self = f, name
-		m, err := peerlink.New(cfg)
+	for _, name := range names {
+		m, err := peerlink.New(peerlink.FarmConfig(f, name))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -114,6 +120,29 @@ func TestMeshMode(t *testing.T) {
 		})
 		meshes[name] = m
 	}
+	return meshes
+}
+
+// TestMeshMode runs dnsd as a process following a real mesh (peerlink over
+// QUIC with mutual TLS, the nodes in this test process on their own
+// addresses): it answers from the live table, drops a node that leaves, and
+// when the last node is gone keeps answering from the last table that had an
+// UP server.
+func TestMeshMode(t *testing.T) {
+	obsIP := "127.0.0.43"
+	dir, y := writeFarm(t, []member{{"serverA", "127.0.0.41"}, {"serverB", "127.0.0.42"}}, []member{{"ns1", obsIP}}, "dns:\n  ttl: {service: 2s}\n")
+	write := func(name string, b []byte) {
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f, err := config.Load(filepath.Join(dir, "farm.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	obs, _ := f.Observer("ns1")
+	dnsAddr := obs.DNS
+	meshes := startNodes(t, f, "serverA", "serverB")
 
 	p, addr := startDnsd(t, "--config", filepath.Join(dir, "farm.yaml"), "--name", "ns1")
 	if addr != dnsAddr {
@@ -137,7 +166,7 @@ func TestMeshMode(t *testing.T) {
 	}
 
 	// SIGHUP reloads the farm file's dns: section.
-	write("farm.yaml", []byte(strings.Replace(y.String(), "ttl: {service: 2s}", "ttl: {service: 3s}", 1)))
+	write("farm.yaml", []byte(strings.Replace(y, "ttl: {service: 2s}", "ttl: {service: 3s}", 1)))
 	if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
@@ -170,4 +199,43 @@ func TestMeshMode(t *testing.T) {
 	if err != nil || len(r.Answer) != 1 || !strings.Contains(r.Answer[0].String(), "127.0.0.41:8080 UP") {
 		t.Errorf("_farm %v (err %v): want the held table, with serverA UP", r, err)
 	}
+}
+
+// TestMeshTimersFromFile: the farm file's mesh: section reaches a daemon's
+// failure detection. dnsd ns1 follows a farm whose file says
+// suspect_after: 2s, and a second dnsd, ns2, is stopped with SIGSTOP: ns1
+// suspects ns2 only once it has been silent for 2 s (with the default it
+// would after 350 ms), and then holds it DOWN. ns1's log says how long the
+// silence was, so the check does not depend on how busy the machine is.
+func TestMeshTimersFromFile(t *testing.T) {
+	dir, _ := writeFarm(t, []member{{"serverA", "127.0.0.51"}, {"serverB", "127.0.0.52"}},
+		[]member{{"ns1", "127.0.0.53"}, {"ns2", "127.0.0.54"}}, "mesh: {suspect_after: 2s}\n")
+	path := filepath.Join(dir, "farm.yaml")
+	f, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	startNodes(t, f, "serverA", "serverB")
+	ns1, _ := startDnsd(t, "--config", path, "--name", "ns1")
+	ns2, _ := startDnsd(t, "--config", path, "--name", "ns2")
+	// The lines of peerlink's log "peer up", "peer suspect" and "peer down".
+	heard := `peer=ns2 reason="heard`
+	if !slices.ContainsFunc(ns1.seen, func(l string) bool { return strings.Contains(l, heard) }) {
+		ns1.waitLog(t, heard)
+	}
+
+	if err := ns2.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	stopped := time.Now()
+	line := ns1.waitLog(t, `peer=ns2 silent_ms=`)
+	m := regexp.MustCompile(`silent_ms=(\d+)`).FindStringSubmatch(line)
+	if m == nil {
+		t.Fatalf("no silent_ms in %q", line)
+	}
+	if silent, _ := strconv.Atoi(m[1]); silent < 2000 {
+		t.Errorf("ns1 suspected ns2 after %d ms of silence, want at least the file's suspect_after 2000 ms: %s", silent, line)
+	}
+	ns1.waitLog(t, `peer=ns2 reason="silent for`)
+	t.Logf("ns2 DOWN on ns1 %v after SIGSTOP", time.Since(stopped).Round(time.Millisecond))
 }

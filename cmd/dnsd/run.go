@@ -127,10 +127,14 @@ func run(c *cli.Context) error {
 				log.Warn("mesh shutdown", "err", err)
 			}
 		}()
+		timers := f.Mesh
 		reload = func() error {
 			f, err := config.Load(path)
 			if err != nil {
 				return err
+			}
+			if f.Mesh != timers {
+				log.Warn("the farm file's mesh: timers changed; they take effect when dnsd restarts")
 			}
 			z := zoneFromFarm(f)
 			if err := applyFlags(c, &z); err != nil {

@@ -42,6 +42,10 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 GET /stream (Server-Sent Events), POST /publish/{topic}, GET /farm, GET /,
 /healthz, /metrics, POST /admin/drain and /admin/undrain.
 
+The mesh's failure-detection timers (heartbeat, suspect_after, ...) come from
+the farm file's mesh: section, the same for every member; no flag overrides
+them, so that the members of a farm cannot disagree on them.
+
 SIGTERM drains the node (status DRAINING, clients told to move, spread over
 pushd.drain_window) and then exits; SIGINT, or a second signal, exits at once.
 

@@ -53,7 +53,7 @@ func TestHelp(t *testing.T) {
 	if err := newApp(&out, &out).Run([]string{"pushd", "--help"}); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"--config", "FARMLB_NODE", "SIGTERM", "demo-feed"} {
+	for _, want := range []string{"--config", "FARMLB_NODE", "SIGTERM", "demo-feed", "mesh: section"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("--help lacks %q", want)
 		}

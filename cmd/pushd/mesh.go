@@ -16,9 +16,7 @@ func newMesh(c *cli.Context, f *config.Farm, self string, log *slog.Logger, reg 
 	if c.Bool("standalone") {
 		return localRunner{pushd.NewLocalMesh(f.InitialList(), self)}, nil
 	}
-	cfg := peerlink.DefaultConfig()
-	cfg.Farm = f
-	cfg.Self = self
+	cfg := peerlink.FarmConfig(f, self) // the timers of the farm file's mesh: section
 	cfg.Logger = log
 	cfg.Registerer = reg
 	cfg.Handler = handler
