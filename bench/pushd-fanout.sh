@@ -16,6 +16,7 @@ go build -o bin/ ./cmd/pushd ./bench/pushdclients ./bench/pushdpub
 start_standalone_node "$ADDR"
 # CPU time (user + system, in clock ticks) the node has used so far.
 cpu() { awk '{print $14 + $15}' /proc/$node/stat; }
+ucpu() { awk '{print $14}' /proc/$node/stat; }
 left=$SUBS i=0 outs=()
 while [ $left -gt 0 ]; do
   k=$(( left < PER ? left : PER ))
@@ -30,11 +31,19 @@ while [ $left -gt 0 ]; do
   left=$((left - k))
 done
 echo "$SUBS streams open; publishing $MSGS messages, one every ${GAP}s"
-cpu0=$(cpu)
+cpu0=$(cpu) ucpu0=$(ucpu)
+# PROFILE=FILE (with PUSHD_FLAGS=--pprof ADDR): a CPU profile of the node
+# while it publishes.
+if [ -n "${PROFILE:-}" ]; then
+  curl -fsS -o "$PROFILE" "http://${PUSHD_FLAGS##*--pprof }/debug/pprof/profile?seconds=$(echo "$MSGS * $GAP" | bc | cut -d. -f1)" &
+  prof=$!
+fi
 bin/pushdpub -urls "http://$ADDR" -token bench -timed "$MSGS" -gap "${GAP}s" -topic bench
-cpu1=$(cpu)
+cpu1=$(cpu) ucpu1=$(ucpu)
+[ -z "${prof:-}" ] || wait "$prof"
 hz=$(getconf CLK_TCK)
-echo "node CPU: $(echo "($cpu1 - $cpu0) * 1000 / $hz / $MSGS" | bc -l | xargs printf '%.1f') ms per message fanned out to $SUBS streams (user+system, all cores)"
+ms() { echo "$1 * 1000 / $hz / $MSGS" | bc -l | xargs printf '%.1f'; }
+echo "node CPU: $(ms $((cpu1 - cpu0))) ms per message fanned out to $SUBS streams (user $(ms $((ucpu1 - ucpu0))) ms + system $(ms $((cpu1 - cpu0 - ucpu1 + ucpu0))) ms, all cores)"
 for fd in "${outs[@]}"; do
   read -r line <&$fd && echo "client: $line"
 done
