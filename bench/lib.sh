@@ -13,7 +13,8 @@ trap cleanup EXIT
 
 # start_standalone_node ADDR: one pushd node with no mesh, on ADDR, with a
 # keep-alive too long to show in the figures; sets $node to its pid and
-# returns once it answers /healthz.
+# returns once it answers /healthz. PUSHD=PATH runs another pushd binary
+# (to compare two builds).
 start_standalone_node() {
   local addr=$1
   cat >"$tmp/farm.yaml" <<YAML
@@ -25,7 +26,7 @@ nodes:
 pushd:
   keepalive: 1h
 YAML
-  start_server "$addr" bin/pushd --config "$tmp/farm.yaml" --node bench --standalone --log-level warn ${PUSHD_FLAGS:-}
+  start_server "$addr" "${PUSHD:-bin/pushd}" --config "$tmp/farm.yaml" --node bench --standalone --log-level warn ${PUSHD_FLAGS:-}
 }
 
 # start_nethttp_sse ADDR: bench/nethttpsse, the plainest net/http SSE

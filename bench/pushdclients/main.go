@@ -43,7 +43,19 @@ func main() {
 	perConn := flag.Int("streams-per-conn", 100, "with -h2, streams per connection: at most the server's SETTINGS_MAX_CONCURRENT_STREAMS (Go's default 250); 100 is what a Go client assumes before the server's settings arrive")
 	flag.Parse()
 
-	d := net.Dialer{Timeout: 10 * time.Second}
+	// Linger 0: the streams end with a reset when the process exits, so
+	// that no TIME_WAIT sockets are left to hold the source ports the next
+	// run binds.
+	d := net.Dialer{Timeout: 10 * time.Second, ControlContext: func(_ context.Context, _, _ string, c syscall.RawConn) error {
+		var serr error
+		err := c.Control(func(fd uintptr) {
+			serr = syscall.SetsockoptLinger(int(fd), syscall.SOL_SOCKET, syscall.SO_LINGER, &syscall.Linger{Onoff: 1, Linger: 0})
+		})
+		if err != nil {
+			return err
+		}
+		return serr
+	}}
 	if *src != "" {
 		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(*src)}
 	}

@@ -127,6 +127,7 @@ func read(addr string, n, msgs int) error {
 		if err != nil {
 			return err
 		}
+		c.(*net.TCPConn).SetLinger(0) // no TIME_WAIT left for the next run
 		rc, _ := c.(*net.TCPConn).SyscallConn()
 		rc.Control(func(fd uintptr) { fds[i] = int(fd) })
 		defer c.Close()
