@@ -145,6 +145,7 @@ func (h *hub) deliverLocked(t *topic, e *epochLog, m *message) {
 	e.msgs = append(e.msgs, m)
 	e.head = m.Seq
 	e.changed = time.Now()
+	m.deliveredAt = e.changed.UnixNano()
 	t.fifo = append(t.fifo, m)
 	for len(t.fifo) > h.s.cfg.HistorySize {
 		h.evictLocked(t)
@@ -289,7 +290,7 @@ func (h *hub) publish(ctx context.Context, topicName, key string, data []byte) (
 	}
 	t := h.topicLocked(topicName)
 	e := t.epochLocked(h.s.self, h.s.epoch, now)
-	m := &message{Topic: topicName, Origin: h.s.self, Epoch: h.s.epoch, Seq: e.head + uint64(len(e.unacked)) + 1, At: now, Key: key, Data: data,
+	m := &message{Topic: topicName, Origin: h.s.self, Epoch: h.s.epoch, Seq: e.head + uint64(len(e.unacked)) + 1, At: now.Add(h.s.cfg.skew), Key: key, Data: data,
 		Deps: t.depsLocked(h.s.epoch)}
 	m.done, m.all, m.sentTo = make(chan struct{}), make(chan struct{}), len(up)
 	e.unacked = append(e.unacked, m)
@@ -480,6 +481,7 @@ func (h *hub) receive(from string, ms []*message) {
 			continue
 		}
 		h.bindKeyLocked(t, m, now)
+		m.fetched = m.Seq <= e.fillTo
 		if m.Seq == e.head+1 && h.depsMetLocked(t, m) {
 			h.deliverLocked(t, e, m)
 			touched[t] = true

@@ -320,3 +320,22 @@ func TestKeyRetriedWhileApart(t *testing.T) {
 		})
 	}
 }
+
+// TestNewClientSeesLiveMessageFromSkewedOrigin: a new client on b, then a
+// publish on a whose clock is behind b's (two machines, or two guests
+// under emulation): the message came live, after the client did, so the
+// client gets it whatever the origin's clock says. (The appliance's
+// two-guest test caught this.)
+func TestNewClientSeesLiveMessageFromSkewedOrigin(t *testing.T) {
+	f := newMemFarm("a", "b")
+	nodes := startNodes(t, f, func(c *Config) {
+		if c.Mesh.(*memMesh).self == "a" {
+			c.skew = -5 * time.Second
+		}
+	}, "a", "b")
+	c := openStream(t, nil, streamURL(nodes["b"], "skew"), "")
+	mustPublish(t, nodes["a"].url, "skew", "from a slow clock")
+	if ev := c.next(t); ev.Data != "from a slow clock" {
+		t.Fatalf("%+v", ev)
+	}
+}

@@ -45,6 +45,9 @@ type Config struct {
 	Listen string
 	// Listener, if set, is used instead of binding Listen.
 	Listener net.Listener
+	// skew is added to this node's clock where it stamps a message's
+	// publish time: tests play machines whose clocks differ.
+	skew time.Duration
 	// TLS, if set, serves HTTPS (HTTP/1.1 and HTTP/2 by ALPN) instead of
 	// cleartext HTTP/1.1 and h2c.
 	TLS *tls.Config

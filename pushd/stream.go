@@ -319,8 +319,15 @@ func (st *stream) collect(sc *scratch) (out []byte, more bool) {
 				// An epoch this new client has not met: it may be old
 				// history a fill brought in after the stream started
 				// (a node that just restarted). A new client sees what
-				// is published from its start on.
-				i := sort.Search(len(e.msgs), func(i int) bool { return !e.msgs[i].At.Before(st.start) })
+				// is published from its start on: the messages at the
+				// end of the history that came live after it did (by
+				// this node's clock), or that were published after it
+				// came (by the origin's clock: fetched history, where
+				// arrival says nothing).
+				i := len(e.msgs)
+				for i > 0 && st.sinceStart(e.msgs[i-1]) {
+					i--
+				}
 				seen = base - 1 + uint64(i)
 				k = st.cur.set(k, t.hash, ep, seen)
 			}
@@ -402,6 +409,15 @@ func (st *stream) collect(sc *scratch) (out []byte, more bool) {
 		buf = appendEvent(buf, st.cur, m)
 		st.s.m.fanout.Observe(now.Sub(m.At).Seconds())
 	}
+}
+
+// sinceStart says whether a new client should see m, a message of an
+// epoch it met after it connected.
+func (st *stream) sinceStart(m *message) bool {
+	if !m.fetched && m.deliveredAt >= st.start.UnixNano() {
+		return true
+	}
+	return !m.At.Before(st.start)
 }
 
 // appendEvent appends one SSE event: the stream's cursor as id, the topic
