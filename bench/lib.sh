@@ -45,5 +45,5 @@ start_server() {
   "$@" &
   node=$!
   pids+=($node)
-  for _ in $(seq 100); do curl -fsS -o /dev/null "http://$addr/healthz" 2>/dev/null && break; sleep 0.1; done
+  for _ in $(seq 100); do { curl -fsS -o /dev/null "http://$addr/healthz" || curl -kfsS -o /dev/null "https://$addr/healthz"; } 2>/dev/null && break; sleep 0.1; done
 }

@@ -10,29 +10,41 @@
 #   STREAMS=19000 PER=4750 STEP=4750 bench/pushd-memory.sh
 #   PROTO=h2 PERCONN=100 STREAMS=19000 bench/pushd-memory.sh
 #
+# TLS=1 serves and connects with TLS (a self-signed certificate made with
+# openssl): HTTP/1.1 over TLS, or HTTP/2 by ALPN with PROTO=h2.
+#
 # SERVER=nethttp measures bench/nethttpsse instead, the plainest net/http
 # SSE server (each stream keeps its handler goroutine), as a yardstick.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 STREAMS=${STREAMS:-19000} PER=${PER:-4750} STEP=${STEP:-$PER} ADDR=${ADDR:-127.0.0.31:8080}
-SETTLE=${SETTLE:-5} PROTO=${PROTO:-h1} PERCONN=${PERCONN:-100}
+SETTLE=${SETTLE:-5} PROTO=${PROTO:-h1} PERCONN=${PERCONN:-100} TLS=${TLS:-}
 case $PROTO in
   h1) proto_flags=() ;;
   h2) proto_flags=(-h2 -streams-per-conn "$PERCONN") ;;
   *) echo "PROTO must be h1 or h2" >&2; exit 2 ;;
 esac
+scheme=http
 go build -o bin/ ./cmd/pushd ./bench/pushdclients ./bench/nethttpsse
 . bench/lib.sh
+if [ -n "$TLS" ]; then
+  [ "${SERVER:-pushd}" = pushd ] || { echo "TLS=1 needs SERVER=pushd" >&2; exit 2; }
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj /CN=bench \
+    -addext "subjectAltName=IP:${ADDR%:*}" -keyout "$tmp/tls.key" -out "$tmp/tls.crt" 2>/dev/null
+  PUSHD_FLAGS="${PUSHD_FLAGS:-} --tls-cert $tmp/tls.crt --tls-key $tmp/tls.key"
+  proto_flags+=(-tls)
+  scheme=https
+fi
 case ${SERVER:-pushd} in
   pushd) start_standalone_node "$ADDR"; streams_metric=farmlb_pushd_streams ;;
   nethttp) start_nethttp_sse "$ADDR"; streams_metric=nethttpsse_streams ;;
   *) echo "SERVER must be pushd or nethttp" >&2; exit 2 ;;
 esac
 rss() { awk '/VmRSS/ {print $2}' /proc/$node/status; }
-metric() { curl -fsS "http://$ADDR/metrics" | awk -v m="$1" '$1 == m {printf "%d", $2}'; }
+metric() { curl -kfsS "$scheme://$ADDR/metrics" | awk -v m="$1" '$1 == m {printf "%d", $2}'; }
 sleep 1
 base=$(rss)
-echo "server: ${SERVER:-pushd}; protocol: $PROTO${proto_flags:+ ($PERCONN streams per connection)}; load average: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "server: ${SERVER:-pushd}; protocol: $PROTO${TLS:+ over TLS}${proto_flags:+ ($PERCONN streams per connection)}; load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "node idle RSS: ${base} KiB (go heap in use $(($(metric go_memstats_heap_inuse_bytes)/1024)) KiB, stacks $(($(metric go_memstats_stack_inuse_bytes)/1024)) KiB)"
 printf "%8s %10s %14s %10s %10s %11s %12s %6s\n" streams rss_KiB KiB_per_stream heap_KiB stack_KiB goroutines node_streams load1
 open=0 i=0

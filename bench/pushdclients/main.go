@@ -16,6 +16,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -40,6 +41,7 @@ func main() {
 	par := flag.Int("par", 64, "connections (HTTP/2: streams) opened in parallel")
 	epoll := flag.Bool("epoll", true, "with -fanout, read every HTTP/1.1 stream from one thread with epoll (Linux) rather than a goroutine per stream (HTTP/2 streams are read by a goroutine each)")
 	h2 := flag.Bool("h2", false, "open HTTP/2 streams (h2c, prior knowledge) instead of HTTP/1.1 connections")
+	useTLS := flag.Bool("tls", false, "connect with TLS (HTTP/1.1, or HTTP/2 by ALPN with -h2), not checking the server's certificate (the benchmark's node has a self-signed one)")
 	perConn := flag.Int("streams-per-conn", 100, "with -h2, streams per connection: at most the server's SETTINGS_MAX_CONCURRENT_STREAMS (Go's default 250); 100 is what a Go client assumes before the server's settings arrive")
 	flag.Parse()
 
@@ -64,9 +66,9 @@ func main() {
 	var closeAll func()
 	var err error
 	if *h2 {
-		readers, closeAll, err = openH2(d, *addr, *topic, *n, *perConn, *par, *fanout > 0)
+		readers, closeAll, err = openH2(d, *addr, *topic, *n, *perConn, *par, *fanout > 0, *useTLS)
 	} else {
-		conns, readers, closeAll, err = openH1(d, *addr, *topic, *n, *par, *fanout > 0)
+		conns, readers, closeAll, err = openH1(d, *addr, *topic, *n, *par, *fanout > 0, *useTLS)
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "pushdclients:", err)
@@ -75,7 +77,7 @@ func main() {
 	fmt.Printf("ready %d\n", *n)
 	cpu0 := cpuTime()
 
-	if *fanout > 0 && *epoll && conns != nil {
+	if *fanout > 0 && *epoll && conns != nil && !*useTLS {
 		all, err := fanoutEpoll(conns, readers, *fanout)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "pushdclients:", err)
@@ -96,7 +98,7 @@ func main() {
 // openH1 opens n HTTP/1.1 streams, one connection each, and returns their
 // sockets, their readers (when keep is set) and a function that closes
 // them all.
-func openH1(d net.Dialer, addr, topic string, n, par int, keep bool) ([]net.Conn, []*bufio.Reader, func(), error) {
+func openH1(d net.Dialer, addr, topic string, n, par int, keep, useTLS bool) ([]net.Conn, []*bufio.Reader, func(), error) {
 	req := []byte("GET /stream?topic=" + topic + " HTTP/1.1\r\nHost: " + addr + "\r\nAccept: text/event-stream\r\n\r\n")
 	conns := make([]net.Conn, n)
 	closeAll := func() {
@@ -118,6 +120,13 @@ func openH1(d net.Dialer, addr, topic string, n, par int, keep bool) ([]net.Conn
 			return nil, err
 		}
 		conns[i] = c
+		if useTLS {
+			tc := tls.Client(c, &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"http/1.1"}})
+			if err := tc.Handshake(); err != nil {
+				return nil, err
+			}
+			c, conns[i] = tc, tc
+		}
 		if _, err := c.Write(req); err != nil {
 			return nil, err
 		}
@@ -138,13 +147,20 @@ func openH1(d net.Dialer, addr, topic string, n, par int, keep bool) ([]net.Conn
 // perConn streams each, and returns once every stream has its headers and
 // first event. It returns the streams' readers (when keep is set) and a
 // function that closes every connection.
-func openH2(d net.Dialer, addr, topic string, n, perConn, par int, keep bool) ([]*bufio.Reader, func(), error) {
+func openH2(d net.Dialer, addr, topic string, n, perConn, par int, keep, useTLS bool) ([]*bufio.Reader, func(), error) {
 	if perConn < 1 {
 		return nil, nil, errors.New("-streams-per-conn must be at least 1")
 	}
 	var protos http.Protocols
-	protos.SetUnencryptedHTTP2(true)
 	tr := &http.Transport{Protocols: &protos, DialContext: d.DialContext}
+	scheme := "http"
+	if useTLS {
+		protos.SetHTTP2(true)
+		tr.TLSClientConfig = &tls.Config{InsecureSkipVerify: true}
+		scheme = "https"
+	} else {
+		protos.SetUnencryptedHTTP2(true)
+	}
 	// Opening is bounded: a stream the server would not start (more per
 	// connection than its SETTINGS_MAX_CONCURRENT_STREAMS) makes RoundTrip
 	// wait; this turns that into an error.
@@ -161,7 +177,7 @@ func openH2(d net.Dialer, addr, topic string, n, perConn, par int, keep bool) ([
 	for i := range ccs {
 		var err error
 		for try := 0; try < 5; try++ { // a loaded machine drops some SYNs
-			if ccs[i], err = tr.NewClientConn(ctx, "http", addr); err == nil {
+			if ccs[i], err = tr.NewClientConn(ctx, scheme, addr); err == nil {
 				break
 			}
 		}
@@ -171,7 +187,7 @@ func openH2(d net.Dialer, addr, topic string, n, perConn, par int, keep bool) ([
 		}
 	}
 	readers, err := openAll(n, par, keep, func(i int) (*bufio.Reader, error) {
-		return openH2Stream(ctx, ccs[i/perConn], addr, topic)
+		return openH2Stream(ctx, ccs[i/perConn], scheme+"://"+addr, topic)
 	})
 	if err != nil {
 		closeAll()
@@ -214,8 +230,8 @@ func openAll(n, par int, keep bool, open func(i int) (*bufio.Reader, error)) ([]
 
 // openH2Stream sends one GET /stream on cc and reads its headers and first
 // event. The stream stays open after ctx ends: ctx only bounds the opening.
-func openH2Stream(ctx context.Context, cc *http.ClientConn, addr, topic string) (*bufio.Reader, error) {
-	req, err := http.NewRequest("GET", "http://"+addr+"/stream?topic="+topic, nil)
+func openH2Stream(ctx context.Context, cc *http.ClientConn, base, topic string) (*bufio.Reader, error) {
+	req, err := http.NewRequest("GET", base+"/stream?topic="+topic, nil)
 	if err != nil {
 		return nil, err
 	}
