@@ -25,6 +25,10 @@ type hub struct {
 	mu     sync.RWMutex
 	topics map[string]*topic
 	keys   map[string]keyEntry // topic + Idempotency-Key → first copy
+	// arrivals numbers the delivered messages, every topic's, in the
+	// order this node delivered them (message.local): a stream replays
+	// its topics merged in that order.
+	arrivals uint64
 
 	peersMu sync.Mutex
 	peers   map[string]*peerSender
@@ -53,9 +57,6 @@ type topic struct {
 	// without the hub's lock.
 	snap []*stream
 	q    *flushQueue
-	// arrivals numbers the delivered messages in the order this node
-	// delivered them (message.local): streams replay in that order.
-	arrivals uint64
 	// lastDeps is the dependency list of the last message stamped here:
 	// the next one shares it when it is the same (hub.mu).
 	lastDeps []dep
@@ -82,7 +83,12 @@ type epochLog struct {
 	waived uint64
 	// Gap filling: the seq wanted up to, when it was last asked, and of
 	// whom.
-	fillTo    uint64
+	fillTo uint64
+	// catchUpTo is the highest seq another node said it holds (a "have",
+	// after a membership change or a sync) beyond what this node had:
+	// history this node catches up on, rather than news. A gap noticed
+	// in live traffic, or a dependency, is news.
+	catchUpTo uint64
 	fillAt    time.Time
 	fillAsked map[string]bool
 }
@@ -150,8 +156,8 @@ func (h *hub) deliverLocked(t *topic, e *epochLog, m *message) {
 	for len(t.fifo) > h.s.cfg.HistorySize {
 		h.evictLocked(t)
 	}
-	t.arrivals++
-	m.local = t.arrivals
+	h.arrivals++
+	m.local = h.arrivals
 	h.s.m.delivered.Inc()
 }
 
@@ -481,7 +487,7 @@ func (h *hub) receive(from string, ms []*message) {
 			continue
 		}
 		h.bindKeyLocked(t, m, now)
-		m.fetched = m.Seq <= e.fillTo
+		m.fetched = m.Seq <= e.catchUpTo
 		if m.Seq == e.head+1 && h.depsMetLocked(t, m) {
 			h.deliverLocked(t, e, m)
 			touched[t] = true
@@ -715,6 +721,9 @@ func (h *hub) haves(from string, hs []have) {
 		}
 		if hv.Head > e.fillTo {
 			e.fillTo = hv.Head
+		}
+		if hv.Head > e.catchUpTo {
+			e.catchUpTo = hv.Head
 		}
 		if e.fillAsked[from] && hv.Base > e.gapStart() {
 			// Asked this peer already and it lacks the start of the gap.

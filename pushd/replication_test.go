@@ -339,3 +339,33 @@ func TestNewClientSeesLiveMessageFromSkewedOrigin(t *testing.T) {
 		t.Fatalf("%+v", ev)
 	}
 }
+
+// TestNewClientSeesGapFilledFromSkewedOrigin: a message lost on the way
+// to b and filled in when the next one shows the gap is news too, not
+// history b catches up on: a new client on b gets both, though the
+// origin's clock is behind b's. (Found in review.)
+func TestNewClientSeesGapFilledFromSkewedOrigin(t *testing.T) {
+	for _, skew := range []time.Duration{0, -5 * time.Second} {
+		t.Run(skew.String(), func(t *testing.T) {
+			f := newMemFarm("a", "b")
+			nodes := startNodes(t, f, func(c *Config) {
+				if c.Mesh.(*memMesh).self == "a" {
+					c.skew = skew
+				}
+			}, "a", "b")
+			c := openStream(t, nil, streamURL(nodes["b"], "g"), "")
+			waitFor(t, func() bool { return nodes["b"].s.Users() == 1 })
+			f.setCut("a", "b", true)
+			mustPublish(t, nodes["a"].url, "g", "m1")
+			f.setCut("a", "b", false)
+			mustPublish(t, nodes["a"].url, "g", "m2")
+			var got []string
+			for _, ev := range c.collect(t, 2) {
+				got = append(got, ev.Data)
+			}
+			if strings.Join(got, ",") != "m1,m2" {
+				t.Fatalf("got %v, want m1,m2", got)
+			}
+		})
+	}
+}

@@ -301,8 +301,8 @@ func (s *Server) Serve(ctx context.Context) error {
 	} else {
 		s.log.Info("no close poller; idle HTTP/1.1 streams notice a gone client on the next write", "err", err)
 	}
+	s.flushq.wake = make(chan struct{}, 1) // before anything can wake a stream
 	s.hub.start()
-	s.flushq.wake = make(chan struct{}, 1)
 	for range max(2, runtime.GOMAXPROCS(0)) {
 		s.goRun(s.flushWorker)
 	}

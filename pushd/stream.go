@@ -119,7 +119,9 @@ func (st *stream) runFast() {
 		if err == errWouldBlock {
 			st.mu.Lock()
 			st.dirty = true // collect finds what remains, if anything
-			if w.move != nil {
+			// The move event not written goes back, unless a newer one
+			// came meanwhile.
+			if w.move != nil && st.move == nil {
 				st.move = w.move
 			}
 			st.mu.Unlock()

@@ -82,9 +82,9 @@ type message struct {
 	// local is the message's place in its topic on this node (hub.mu).
 	local uint64
 	// deliveredAt is when this node delivered it (unix ns, this node's
-	// clock); fetched says it came as part of a range this node asked
-	// for (a gap, a dependency, history after being away) rather than as
-	// the news of the moment. Both decide what a new client sees.
+	// clock); fetched says it is history this node caught up on (after a
+	// restart or being away: another node said it held it) rather than
+	// news. Both decide what a new client sees.
 	deliveredAt int64
 	fetched     bool
 	// blocked is when the message, next in its epoch, was first found
