@@ -51,11 +51,11 @@ type topic struct {
 	epochs map[uint64]*epochLog
 	fifo   []*message // delivered messages in arrival order, oldest first
 	subs   map[*stream]struct{}
-	// snap is subs as a slice, handed to the flush workers as it is when
-	// the topic moves on; nil after subs changed (rebuilt on the next
-	// wake). A snapshot is never written once built: workers read it
+	// snap is subs as a wakeSet, handed to the flush workers when the
+	// topic moves on; nil after subs changed (rebuilt on the next wake).
+	// Its streams are never written once built: workers read them
 	// without the hub's lock.
-	snap []*stream
+	snap *wakeSet
 	q    *flushQueue
 	// lastDeps is the dependency list of the last message stamped here:
 	// the next one shares it when it is the same (hub.mu).
@@ -258,10 +258,12 @@ func (t *topic) wakeLocked() {
 		return
 	}
 	if t.snap == nil {
-		t.snap = make([]*stream, 0, len(t.subs))
+		ws := &wakeSet{streams: make([]*stream, 0, len(t.subs))}
 		for st := range t.subs {
-			t.snap = append(t.snap, st)
+			ws.streams = append(ws.streams, st)
 		}
+		ws.queued = make([]bool, (len(ws.streams)+wakeChunk-1)/wakeChunk)
+		t.snap = ws
 	}
 	t.q.pushWake(t.snap)
 }

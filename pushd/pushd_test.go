@@ -537,3 +537,31 @@ func TestReplayOrderAcrossTopics(t *testing.T) {
 		t.Fatalf("resumed replay: got %v, want y0,x0,y1,x1 (the order published)", got)
 	}
 }
+
+// TestWakeQueueStaysSmall: publishes faster than the flush workers write
+// queue each chunk of a topic's streams once, not once per publish (a
+// woken stream pulls everything new). (Found in review: the queue grew
+// as publishes × streams.)
+func TestWakeQueueStaysSmall(t *testing.T) {
+	q := &flushQueue{wake: make(chan struct{}, 1)}
+	tp := &topic{subs: map[*stream]struct{}{}, q: q}
+	for range 10 * wakeChunk {
+		tp.subscribeLocked(&stream{closed: true})
+	}
+	for range 10000 { // 10,000 publishes while no worker runs
+		tp.wakeLocked()
+	}
+	if n := len(q.chunks); n != 10 {
+		t.Fatalf("%d chunks queued for one topic of %d streams, want 10", n, len(tp.subs))
+	}
+	// A chunk a worker took can be queued again: no wake is lost.
+	done := make(chan struct{})
+	_, wake, ok := q.pop(done, make([]*stream, 32))
+	if !ok || len(wake) != wakeChunk {
+		t.Fatalf("pop: %d streams, %v", len(wake), ok)
+	}
+	tp.wakeLocked()
+	if n := len(q.chunks); n != 10 {
+		t.Fatalf("after a pop and a publish: %d chunks queued, want 10", n)
+	}
+}

@@ -528,14 +528,31 @@ func moveEvent(reason, url string, delay time.Duration) []byte {
 }
 
 // flushQueue hands work to the flush workers: HTTP/1.1 streams a flusher
-// was started for (poke), and topics' subscriber snapshots to wake, in
-// chunks (a publish). It never blocks: topics wake their streams while
-// they hold the hub's lock.
+// was started for (poke), and chunks of topics' subscriber snapshots to
+// wake (a publish). It never blocks: topics wake their streams while they
+// hold the hub's lock. It stays small however fast publishes come: a
+// stream is in items at most once (its running flag), and a chunk at most
+// once until a worker takes it (wakeSet.queued) — a stream woken once
+// pulls everything new since its cursor.
 type flushQueue struct {
 	mu     sync.Mutex
-	items  []*stream   // flusher started: run it
-	chunks [][]*stream // to wake, each stream by the worker that takes it
+	items  []*stream  // flusher started: run it
+	chunks []chunkRef // to wake, each stream by the worker that takes it
 	wake   chan struct{}
+}
+
+// wakeSet is a topic's subscriber snapshot as the flush workers take it.
+// streams is never written once built (workers read it without the hub's
+// lock); queued says, per chunk of wakeChunk streams, whether the chunk
+// waits in the queue (flushQueue.mu).
+type wakeSet struct {
+	streams []*stream
+	queued  []bool
+}
+
+type chunkRef struct {
+	ws *wakeSet
+	i  int
 }
 
 // wakeChunk is how many streams of a topic one worker takes at a time:
@@ -550,12 +567,14 @@ func (q *flushQueue) push(st *stream) {
 	q.signal()
 }
 
-// pushWake queues the streams of snap to be woken. The queue keeps slices
-// of snap, which must not change afterwards.
-func (q *flushQueue) pushWake(snap []*stream) {
+// pushWake queues the chunks of ws that are not queued already.
+func (q *flushQueue) pushWake(ws *wakeSet) {
 	q.mu.Lock()
-	for i := 0; i < len(snap); i += wakeChunk {
-		q.chunks = append(q.chunks, snap[i:min(i+wakeChunk, len(snap))])
+	for i, queued := range ws.queued {
+		if !queued {
+			ws.queued[i] = true
+			q.chunks = append(q.chunks, chunkRef{ws, i})
+		}
 	}
 	q.mu.Unlock()
 	q.signal()
@@ -568,10 +587,16 @@ func (q *flushQueue) signal() {
 	}
 }
 
-// pop takes up to len(batch) started streams, or else one chunk to wake;
-// it returns false when done is closed.
+// pop takes up to len(batch) started streams, or else one chunk to wake
+// (which a publish may queue again from then on: no wake is lost); it
+// returns false once done is closed.
 func (q *flushQueue) pop(done <-chan struct{}, batch []*stream) (started []*stream, wake []*stream, ok bool) {
 	for {
+		select {
+		case <-done:
+			return nil, nil, false
+		default:
+		}
 		q.mu.Lock()
 		if n := copy(batch, q.items); n > 0 {
 			clear(q.items[:n])
@@ -581,12 +606,14 @@ func (q *flushQueue) pop(done <-chan struct{}, batch []*stream) (started []*stre
 			}
 			started = batch[:n]
 		} else if len(q.chunks) > 0 {
-			wake = q.chunks[0]
-			q.chunks[0] = nil
+			r := q.chunks[0]
+			q.chunks[0] = chunkRef{}
 			q.chunks = q.chunks[1:]
 			if len(q.chunks) == 0 {
 				q.chunks = nil
 			}
+			r.ws.queued[r.i] = false
+			wake = r.ws.streams[r.i*wakeChunk : min((r.i+1)*wakeChunk, len(r.ws.streams))]
 		}
 		more := len(q.items) > 0 || len(q.chunks) > 0
 		q.mu.Unlock()
