@@ -140,7 +140,15 @@ func TestHeldDependency(t *testing.T) {
 			}
 			send(3, dep{Epoch: 99, Seq: 6})
 			if tc.held {
+				// Held again, and waived again once its wait is over:
+				// a topic is never stuck behind a dependency.
 				c.expectNothing(t, 100*time.Millisecond)
+				s.hub.mu.Lock()
+				s.hub.checkBlockedLocked(time.Now().Add(causalWait + time.Second))
+				s.hub.mu.Unlock()
+				if ev := c.next(t); ev.Data != "3" {
+					t.Fatalf("got %+v, want 3 once its wait was over", ev)
+				}
 				return
 			}
 			// Given up again: the stream, which had met epoch 99 at 5,
