@@ -56,7 +56,12 @@ type topic struct {
 	// Its streams are never written once built: workers read them
 	// without the hub's lock.
 	snap *wakeSet
-	q    *flushQueue
+	// pushed is the snapshot last handed to the workers: when a newer one
+	// goes, what is left of it in the queue is dropped (the newer one
+	// wakes every stream), so subscribers coming and going do not grow
+	// the queue either.
+	pushed *wakeSet
+	q      *flushQueue
 	// lastDeps is the dependency list of the last message stamped here:
 	// the next one shares it when it is the same (hub.mu).
 	lastDeps []dep
@@ -265,7 +270,8 @@ func (t *topic) wakeLocked() {
 		ws.queued = make([]bool, (len(ws.streams)+wakeChunk-1)/wakeChunk)
 		t.snap = ws
 	}
-	t.q.pushWake(t.snap)
+	t.q.pushWake(t.snap, t.pushed)
+	t.pushed = t.snap
 }
 
 // subscribeLocked and unsubscribeLocked change the topic's subscribers;

@@ -564,4 +564,13 @@ func TestWakeQueueStaysSmall(t *testing.T) {
 	if n := len(q.chunks); n != 10 {
 		t.Fatalf("after a pop and a publish: %d chunks queued, want 10", n)
 	}
+	// A stream comes (a new snapshot): what is queued of the old one
+	// goes, the new one's 11 chunks come.
+	tp.subscribeLocked(&stream{closed: true})
+	for range 100 {
+		tp.wakeLocked()
+	}
+	if n := len(q.chunks); n != 11 {
+		t.Fatalf("after a new subscriber: %d chunks queued, want 11", n)
+	}
 }

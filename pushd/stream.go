@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"slices"
 	"sort"
 	"strconv"
 	"sync"
@@ -567,9 +568,15 @@ func (q *flushQueue) push(st *stream) {
 	q.signal()
 }
 
-// pushWake queues the chunks of ws that are not queued already.
-func (q *flushQueue) pushWake(ws *wakeSet) {
+// pushWake queues the chunks of ws that are not queued already, after
+// dropping what is queued of old, an earlier snapshot of the same topic
+// (nil, or ws itself, for none).
+func (q *flushQueue) pushWake(ws, old *wakeSet) {
 	q.mu.Lock()
+	if old != nil && old != ws && slices.Contains(old.queued, true) {
+		q.chunks = slices.DeleteFunc(q.chunks, func(r chunkRef) bool { return r.ws == old })
+		clear(old.queued)
+	}
 	for i, queued := range ws.queued {
 		if !queued {
 			ws.queued[i] = true
