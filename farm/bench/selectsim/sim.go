@@ -180,6 +180,17 @@ func (s *sim) arrive() error {
 	return nil
 }
 
+// arriveAll places n clients and returns the spread they leave
+// (maxOverMean).
+func (s *sim) arriveAll(n int) (float64, error) {
+	for range n {
+		if err := s.arrive(); err != nil {
+			return 0, err
+		}
+	}
+	return s.maxOverMean(), nil
+}
+
 // depart removes one client, every connected client equally likely.
 func (s *sim) depart() {
 	x := s.r.IntN(s.total)
@@ -274,12 +285,7 @@ func scenarioCold(s *sim) (float64, error) {
 	if err := s.start(); err != nil {
 		return 0, err
 	}
-	for range coldFill {
-		if err := s.arrive(); err != nil {
-			return 0, err
-		}
-	}
-	return s.maxOverMean(), nil
+	return s.arriveAll(coldFill)
 }
 
 // reached reports whether server 0 holds 95% of the mean load.
@@ -361,12 +367,7 @@ func scenarioDies(s *sim, pre []int) (float64, error) {
 	if err := s.startFrom(before); err != nil {
 		return 0, err
 	}
-	for range orphans {
-		if err := s.arrive(); err != nil {
-			return 0, err
-		}
-	}
-	return s.maxOverMean(), nil
+	return s.arriveAll(orphans)
 }
 
 // scenarioReconnect (4): every client of the steady farm drops and
@@ -383,10 +384,5 @@ func scenarioReconnect(s *sim, pre []int) (float64, error) {
 	if err := s.startFrom(before); err != nil {
 		return 0, err
 	}
-	for range clients {
-		if err := s.arrive(); err != nil {
-			return 0, err
-		}
-	}
-	return s.maxOverMean(), nil
+	return s.arriveAll(clients)
 }
