@@ -20,12 +20,8 @@ nodes:
   - {name: p2, url: "http://127.0.0.42:8080", peer: "127.0.0.42:7946"}
   - {name: p3, url: "http://127.0.0.43:8080", peer: "127.0.0.43:7946"}
 YAML
-for n in p1 p2 p3; do
-  bin/pushd --config "$tmp/farm.yaml" --node $n --log-level warn 2>"$tmp/$n.log" &
-  pids+=($!)
-done
-for ip in 41 42 43; do
-  for _ in $(seq 100); do curl -fsS -o /dev/null "http://127.0.0.$ip:8080/healthz" 2>/dev/null && break; sleep 0.1; done
+for i in 1 2 3; do
+  start_server "127.0.0.4$i:8080" bin/pushd --config "$tmp/farm.yaml" --node "p$i" --log-level warn 2>"$tmp/p$i.log"
 done
 # Wait until every node sees the other two UP.
 for _ in $(seq 100); do

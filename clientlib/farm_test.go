@@ -124,6 +124,25 @@ func fastConfig(f *farmtest.Farm, topic string) clientlib.Config {
 	}
 }
 
+// subscribeN subscribes n clients to "seq", seeded firstSeed, firstSeed+1, …,
+// each with a collector reading its events.
+func subscribeN(t *testing.T, ctx context.Context, f *farmtest.Farm, n int, firstSeed uint64) ([]*clientlib.Client, []*collector) {
+	t.Helper()
+	var clients []*clientlib.Client
+	var cols []*collector
+	for i := range n {
+		cfg := fastConfig(f, "seq")
+		cfg.Seed = firstSeed + uint64(i)
+		cl, err := clientlib.Subscribe(ctx, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		clients = append(clients, cl)
+		cols = append(cols, collect(cl))
+	}
+	return clients, cols
+}
+
 func TestKilledNodeNoGapNoDuplicate(t *testing.T) {
 	// Registered first, so it runs after the farm's own cleanup.
 	t.Cleanup(func() { goleak.VerifyNone(t, goleak.IgnoreCurrent()) })
@@ -188,18 +207,7 @@ func TestGroupBOnlyWhileGroupADown(t *testing.T) {
 	defer cancel()
 
 	// Several clients: none may pick the group-B node while A is UP.
-	var clients []*clientlib.Client
-	var cols []*collector
-	for i := range 6 {
-		cfg := fastConfig(f, "seq")
-		cfg.Seed = uint64(i + 1)
-		cl, err := clientlib.Subscribe(ctx, cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		clients = append(clients, cl)
-		cols = append(cols, collect(cl))
-	}
+	clients, cols := subscribeN(t, ctx, f, 6, 1)
 	pub := &publisher{f: f, topic: "seq", nodes: []string{"serverC"}}
 	waitNodes := func(cond func(string) bool, what string) {
 		t.Helper()
@@ -274,18 +282,7 @@ func TestDrainMovesClients(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 
-	var clients []*clientlib.Client
-	var cols []*collector
-	for i := range 8 {
-		cfg := fastConfig(f, "seq")
-		cfg.Seed = uint64(100 + i)
-		cl, err := clientlib.Subscribe(ctx, cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		clients = append(clients, cl)
-		cols = append(cols, collect(cl))
-	}
+	clients, cols := subscribeN(t, ctx, f, 8, 100)
 	pub := &publisher{f: f, topic: "seq", nodes: []string{"serverB"}}
 	deadline := time.Now().Add(15 * time.Second)
 	for {

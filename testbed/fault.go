@@ -99,17 +99,13 @@ func (h *Host) Squeeze(bytesPerSec uint64, burst, limit uint32) error {
 // Unsqueeze removes the host's tbf qdisc.
 func (h *Host) Unsqueeze() error {
 	return h.withHandle(func(nh *netlink.Handle) error {
-		eth, err := nh.LinkByName("eth0")
+		ts, err := tbfs(nh)
 		if err != nil {
 			return err
 		}
-		qs, err := nh.QdiscList(eth)
-		if err != nil {
-			return err
-		}
-		for _, q := range qs {
-			if _, ok := q.(*netlink.Tbf); ok && q.Attrs().Parent == netlink.HANDLE_ROOT {
-				return nh.QdiscDel(q)
+		for _, t := range ts {
+			if t.Parent == netlink.HANDLE_ROOT {
+				return nh.QdiscDel(t)
 			}
 		}
 		return nil
@@ -121,20 +117,33 @@ func (h *Host) Unsqueeze() error {
 func (h *Host) Squeezed() (uint64, error) {
 	var rate uint64
 	err := h.withHandle(func(nh *netlink.Handle) error {
-		eth, err := nh.LinkByName("eth0")
+		ts, err := tbfs(nh)
 		if err != nil {
 			return err
 		}
-		qs, err := nh.QdiscList(eth)
-		if err != nil {
-			return err
-		}
-		for _, q := range qs {
-			if t, ok := q.(*netlink.Tbf); ok {
-				rate = t.Rate
-			}
+		for _, t := range ts {
+			rate = t.Rate
 		}
 		return nil
 	})
 	return rate, err
+}
+
+// tbfs lists the tbf qdiscs on the host's eth0.
+func tbfs(nh *netlink.Handle) ([]*netlink.Tbf, error) {
+	eth, err := nh.LinkByName("eth0")
+	if err != nil {
+		return nil, err
+	}
+	qs, err := nh.QdiscList(eth)
+	if err != nil {
+		return nil, err
+	}
+	var ts []*netlink.Tbf
+	for _, q := range qs {
+		if t, ok := q.(*netlink.Tbf); ok {
+			ts = append(ts, t)
+		}
+	}
+	return ts, nil
 }

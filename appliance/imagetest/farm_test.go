@@ -127,23 +127,18 @@ func TestFarmOfTwo(t *testing.T) {
 
 	for _, base := range []string{baseA, baseB} {
 		eventually(t, base+"/farm lists serverA and serverB UP", 3*time.Minute, func() error {
-			var list struct {
-				Servers []struct {
-					Name   string `json:"name"`
-					Status string `json:"status"`
-				} `json:"servers"`
-			}
-			if err := getJSON(base+"/farm", &list); err != nil {
+			servers, err := getFarm(base)
+			if err != nil {
 				return err
 			}
 			up := 0
-			for _, s := range list.Servers {
+			for _, s := range servers {
 				if s.Status == "UP" {
 					up++
 				}
 			}
 			if up != 2 {
-				return fmt.Errorf("%d UP in %+v", up, list.Servers)
+				return fmt.Errorf("%d UP in %+v", up, servers)
 			}
 			return nil
 		})

@@ -290,21 +290,16 @@ func TestImage(t *testing.T) {
 			if err := running(); err != nil {
 				return err
 			}
-			var list struct {
-				Servers []struct {
-					Name   string `json:"name"`
-					Status string `json:"status"`
-				} `json:"servers"`
-			}
-			if err := getJSON(base+"/farm", &list); err != nil {
+			servers, err := getFarm(base)
+			if err != nil {
 				return err
 			}
-			for _, s := range list.Servers {
+			for _, s := range servers {
 				if s.Status == "UP" {
 					return nil
 				}
 			}
-			return fmt.Errorf("no UP server in %+v", list.Servers)
+			return fmt.Errorf("no UP server in %+v", servers)
 		})
 		t.Logf("pushd answered GET /farm; boot to answer %.1fs", time.Since(v.started).Seconds())
 		checkStream(t, base, farm.Tokens.Publish)
@@ -352,6 +347,21 @@ func getJSON(url string, into any) error {
 		return err
 	}
 	return json.Unmarshal(b, into)
+}
+
+// farmServer is what the image tests read of a server in GET /farm.
+type farmServer struct {
+	Name   string `json:"name"`
+	Status string `json:"status"`
+}
+
+// getFarm reads the servers of GET base/farm.
+func getFarm(base string) ([]farmServer, error) {
+	var list struct {
+		Servers []farmServer `json:"servers"`
+	}
+	err := getJSON(base+"/farm", &list)
+	return list.Servers, err
 }
 
 // checkDNS asks server for name's A records over proto and wants addr.

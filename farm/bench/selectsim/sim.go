@@ -148,11 +148,11 @@ func (s *sim) cache() error {
 // intervalDone reports whether every client of the current list has arrived.
 func (s *sim) intervalDone() bool { return s.every == 1 || (s.every > 1 && s.since >= s.every) }
 
-// arrive places one client and returns its server.
-func (s *sim) arrive() (int, error) {
+// arrive places one client.
+func (s *sim) arrive() error {
 	if s.every > 1 && s.since >= s.every {
 		if err := s.refresh(); err != nil {
-			return 0, err
+			return err
 		}
 	}
 	s.since++
@@ -160,7 +160,7 @@ func (s *sim) arrive() (int, error) {
 	if s.prober != nil {
 		if s.view == s.live { // fresh: the loads changed since the last arrival
 			if err := s.cache(); err != nil {
-				return 0, err
+				return err
 			}
 		}
 		x := s.r.Float64() * s.cum[len(s.cum)-1]
@@ -172,12 +172,23 @@ func (s *sim) arrive() (int, error) {
 	} else {
 		srv, err := s.pol.Pick(s.view, s.r)
 		if err != nil {
-			return 0, err
+			return err
 		}
 		i = s.index[srv.Name]
 	}
 	s.set(i, s.users[i]+1)
-	return i, nil
+	return nil
+}
+
+// arriveAll places n clients and returns the spread they leave
+// (maxOverMean).
+func (s *sim) arriveAll(n int) (float64, error) {
+	for range n {
+		if err := s.arrive(); err != nil {
+			return 0, err
+		}
+	}
+	return s.maxOverMean(), nil
 }
 
 // depart removes one client, every connected client equally likely.
@@ -274,12 +285,7 @@ func scenarioCold(s *sim) (float64, error) {
 	if err := s.start(); err != nil {
 		return 0, err
 	}
-	for range coldFill {
-		if _, err := s.arrive(); err != nil {
-			return 0, err
-		}
-	}
-	return s.maxOverMean(), nil
+	return s.arriveAll(coldFill)
 }
 
 // reached reports whether server 0 holds 95% of the mean load.
@@ -304,12 +310,12 @@ func scenarioRefill(s *sim, pre []int) (arrivals, lands float64, capped bool, er
 		if k == maxArrivals {
 			return float64(k), float64(s.users[0]) * float64(len(s.users)) / float64(s.total), true, nil
 		}
-		if _, err := s.arrive(); err != nil {
+		if err := s.arrive(); err != nil {
 			return 0, 0, false, err
 		}
 	}
 	for !s.intervalDone() {
-		if _, err := s.arrive(); err != nil {
+		if err := s.arrive(); err != nil {
 			return 0, 0, false, err
 		}
 	}
@@ -334,7 +340,7 @@ func scenarioChurn(s *sim, pre []int) (float64, bool, error) {
 		if departures == limit {
 			return maxTurnovers, true, nil
 		}
-		if _, err := s.arrive(); err != nil {
+		if err := s.arrive(); err != nil {
 			return 0, false, err
 		}
 		if s.reached() {
@@ -361,12 +367,7 @@ func scenarioDies(s *sim, pre []int) (float64, error) {
 	if err := s.startFrom(before); err != nil {
 		return 0, err
 	}
-	for range orphans {
-		if _, err := s.arrive(); err != nil {
-			return 0, err
-		}
-	}
-	return s.maxOverMean(), nil
+	return s.arriveAll(orphans)
 }
 
 // scenarioReconnect (4): every client of the steady farm drops and
@@ -383,10 +384,5 @@ func scenarioReconnect(s *sim, pre []int) (float64, error) {
 	if err := s.startFrom(before); err != nil {
 		return 0, err
 	}
-	for range clients {
-		if _, err := s.arrive(); err != nil {
-			return 0, err
-		}
-	}
-	return s.maxOverMean(), nil
+	return s.arriveAll(clients)
 }
