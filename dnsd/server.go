@@ -146,7 +146,7 @@ func (s *Server) rebuild(force bool) error {
 	switch {
 	case held && !s.held:
 		s.log.Warn("the source's table has no UP server: answering from the last table that had one",
-			"table_time", time.Unix(0, s.taken.Load()).UTC(), "servers", len(l.Servers), "up", countUp(l))
+			"table_time", time.Unix(0, s.taken.Load()).UTC(), "servers", len(l.Servers), "up", z.up)
 	case !held && s.held:
 		s.log.Info("the source's table has UP servers again", "up", up)
 	}
