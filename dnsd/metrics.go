@@ -143,11 +143,16 @@ func newMetrics(age func() float64) *metrics {
 	}
 }
 
+// collectors are what register and unregister hand to the registry.
+func (m *metrics) collectors() []prometheus.Collector {
+	return []prometheus.Collector{m, m.tableAge, m.tableHeld, m.tableServers, m.tableUpdates, m.tableErrors, m.tcpConns}
+}
+
 func (m *metrics) register(r prometheus.Registerer) error {
 	if r == nil {
 		return nil
 	}
-	for _, c := range []prometheus.Collector{m, m.tableAge, m.tableHeld, m.tableServers, m.tableUpdates, m.tableErrors, m.tcpConns} {
+	for _, c := range m.collectors() {
 		if err := r.Register(c); err != nil {
 			return err
 		}
@@ -159,7 +164,7 @@ func (m *metrics) unregister(r prometheus.Registerer) {
 	if r == nil {
 		return
 	}
-	for _, c := range []prometheus.Collector{m, m.tableAge, m.tableHeld, m.tableServers, m.tableUpdates, m.tableErrors, m.tcpConns} {
+	for _, c := range m.collectors() {
 		r.Unregister(c)
 	}
 }

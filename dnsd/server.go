@@ -146,7 +146,7 @@ func (s *Server) rebuild(force bool) error {
 	switch {
 	case held && !s.held:
 		s.log.Warn("the source's table has no UP server: answering from the last table that had one",
-			"table_time", time.Unix(0, s.taken.Load()).UTC(), "servers", len(l.Servers), "up", countUp(l))
+			"table_time", time.Unix(0, s.taken.Load()).UTC(), "servers", len(l.Servers), "up", z.up)
 	case !held && s.held:
 		s.log.Info("the source's table has UP servers again", "up", up)
 	}
@@ -409,13 +409,14 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 }
 
-// readFailed handles an error of a UDP read other than a closed socket: it
-// logs it and pauses, doubling the pause up to a second while the errors go
-// on, as the TCP accept loop does, so that a persistent error neither spins
-// a core nor floods the log. It returns false when the server is stopping.
-func (s *Server) readFailed(err error, backoff *time.Duration) bool {
+// pause handles an error of a UDP read or a TCP accept other than a closed
+// socket (out of file descriptors and the like): it logs it as what and
+// waits, as net/http does, doubling the pause from 5 ms up to a second while
+// the errors go on, so that a persistent error neither spins a core nor
+// floods the log. It returns false when the server is stopping.
+func (s *Server) pause(what string, err error, backoff *time.Duration) bool {
 	*backoff = min(max(2**backoff, 5*time.Millisecond), time.Second)
-	s.log.Warn("udp read", "err", err, "retry_in", *backoff)
+	s.log.Warn(what, "err", err, "retry_in", *backoff)
 	select {
 	case <-s.stop:
 		return false
@@ -462,7 +463,7 @@ func (s *Server) serveUDP(c net.PacketConn, st *stats) {
 	for {
 		n, err := bc.ReadBatch(in, 0)
 		if err != nil {
-			if errors.Is(err, net.ErrClosed) || !s.readFailed(err, &backoff) {
+			if errors.Is(err, net.ErrClosed) || !s.pause("udp read", err, &backoff) {
 				return
 			}
 			continue
@@ -509,7 +510,7 @@ func (s *Server) serveUDPSimple(c net.PacketConn, st *stats) {
 	for {
 		n, from, err := c.ReadFrom(buf)
 		if err != nil {
-			if errors.Is(err, net.ErrClosed) || !s.readFailed(err, &backoff) {
+			if errors.Is(err, net.ErrClosed) || !s.pause("udp read", err, &backoff) {
 				return
 			}
 			continue
@@ -531,25 +532,16 @@ func (s *Server) serveUDPSimple(c net.PacketConn, st *stats) {
 // connection's goroutine is added to wg.
 func (s *Server) serveTCP(l net.Listener, st *stats, wg *sync.WaitGroup) {
 	slots := make(chan struct{}, s.cfg.MaxTCPConns)
-	backoff := 5 * time.Millisecond
+	var backoff time.Duration
 	for {
 		c, err := l.Accept()
 		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
+			if errors.Is(err, net.ErrClosed) || !s.pause("tcp accept", err, &backoff) {
 				return
 			}
-			// Out of file descriptors and the like: wait a little, as
-			// net/http does, rather than spin.
-			s.log.Warn("tcp accept", "err", err)
-			select {
-			case <-s.stop:
-				return
-			case <-time.After(backoff):
-			}
-			backoff = min(2*backoff, time.Second)
 			continue
 		}
-		backoff = 5 * time.Millisecond
+		backoff = 0
 		select {
 		case slots <- struct{}{}:
 		default:

@@ -143,11 +143,7 @@ func buildZone(cfg Zone, l *farm.List, serial uint32, udpSize int) (*zone, error
 		nodes:   map[string]*node{},
 		udpSize: uint16(udpSize),
 	}
-	for _, s := range l.Servers {
-		if s.Status == farm.StatusUp {
-			z.up++
-		}
-	}
+	z.up = countUp(l)
 	b := &zoneBuilder{z: z}
 	ttl := cfg.TTL
 	hdr := func(name string, t uint16, d time.Duration) dns.RR_Header {

@@ -15,18 +15,18 @@ import (
 func env(name string) []string { return []string{"FARMLB_DNSD_" + name} }
 
 // ttlFlags name the TTL flags, their environment variables and where each
-// lands in dnsd.TTLs.
+// lands in dnsd.TTLs (whose defaults their help shows).
 var ttlFlags = []struct {
-	name, env, usage, def string
-	field                 func(*dnsd.TTLs) *time.Duration
+	name, env, usage string
+	field            func(*dnsd.TTLs) *time.Duration
 }{
-	{"ttl-service", "TTL_SERVICE", "TTL of the service name's A/AAAA", "5s", func(t *dnsd.TTLs) *time.Duration { return &t.Service }},
-	{"ttl-farm", "TTL_FARM", "TTL of the _farm TXT list", "5s", func(t *dnsd.TTLs) *time.Duration { return &t.Farm }},
-	{"ttl-srv", "TTL_SRV", "TTL of the _farmlb._tcp SRV records", "5s", func(t *dnsd.TTLs) *time.Duration { return &t.SRV }},
-	{"ttl-server", "TTL_SERVER", "TTL of each server's own A/AAAA", "60s", func(t *dnsd.TTLs) *time.Duration { return &t.Server }},
-	{"ttl-ns", "TTL_NS", "TTL of the NS records and their glue", "1h", func(t *dnsd.TTLs) *time.Duration { return &t.NS }},
-	{"ttl-soa", "TTL_SOA", "TTL of the SOA record", "1h", func(t *dnsd.TTLs) *time.Duration { return &t.SOA }},
-	{"ttl-negative", "TTL_NEGATIVE", "SOA minimum: how long resolvers cache NXDOMAIN and NODATA", "5s", func(t *dnsd.TTLs) *time.Duration { return &t.Negative }},
+	{"ttl-service", "TTL_SERVICE", "TTL of the service name's A/AAAA", func(t *dnsd.TTLs) *time.Duration { return &t.Service }},
+	{"ttl-farm", "TTL_FARM", "TTL of the _farm TXT list", func(t *dnsd.TTLs) *time.Duration { return &t.Farm }},
+	{"ttl-srv", "TTL_SRV", "TTL of the _farmlb._tcp SRV records", func(t *dnsd.TTLs) *time.Duration { return &t.SRV }},
+	{"ttl-server", "TTL_SERVER", "TTL of each server's own A/AAAA", func(t *dnsd.TTLs) *time.Duration { return &t.Server }},
+	{"ttl-ns", "TTL_NS", "TTL of the NS records and their glue", func(t *dnsd.TTLs) *time.Duration { return &t.NS }},
+	{"ttl-soa", "TTL_SOA", "TTL of the SOA record", func(t *dnsd.TTLs) *time.Duration { return &t.SOA }},
+	{"ttl-negative", "TTL_NEGATIVE", "SOA minimum: how long resolvers cache NXDOMAIN and NODATA", func(t *dnsd.TTLs) *time.Duration { return &t.Negative }},
 }
 
 func flags() []cli.Flag {
@@ -47,10 +47,20 @@ func flags() []cli.Flag {
 		&cli.StringFlag{Name: "log-format", Usage: "text or json", Value: "text", EnvVars: env("LOG_FORMAT")},
 		&cli.BoolFlag{Name: "print-zone", Usage: "print the zone as a master file and exit (e.g. to load the same records into another server)", EnvVars: env("PRINT_ZONE")},
 	}
+	def := dnsd.DefaultTTLs()
 	for _, t := range ttlFlags {
-		fs = append(fs, &cli.DurationFlag{Name: t.name, Usage: t.usage, DefaultText: t.def, EnvVars: env(t.env), Category: "TTLs"})
+		fs = append(fs, &cli.DurationFlag{Name: t.name, Usage: t.usage, DefaultText: ttlText(*t.field(&def)), EnvVars: env(t.env), Category: "TTLs"})
 	}
 	return fs
+}
+
+// ttlText writes a default TTL as its help shows it: whole hours as "1h",
+// anything else in seconds ("60s" rather than "1m0s").
+func ttlText(d time.Duration) string {
+	if d%time.Hour == 0 {
+		return fmt.Sprintf("%dh", d/time.Hour)
+	}
+	return fmt.Sprintf("%ds", d/time.Second)
 }
 
 // parseNS parses --ns values: NAME or NAME=ADDR[,ADDR...].

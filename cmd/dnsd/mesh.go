@@ -1,26 +1,17 @@
 package main
 
 import (
-	"context"
 	"log/slog"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/farmlb/farmlb/config"
-	"github.com/farmlb/farmlb/farm"
 	"github.com/farmlb/farmlb/peerlink"
 )
 
-// meshSource is the farm's mesh, joined as an observer.
-type meshSource struct {
-	source   farm.Source
-	serve    func(ctx context.Context) error
-	shutdown func(ctx context.Context) error
-}
-
 // startMesh joins the farm's mesh as the observer name: it binds the mesh's
 // socket now (so a taken port fails the start) and serves once run.
-func startMesh(f *config.Farm, name string, log *slog.Logger, reg prometheus.Registerer) (*meshSource, error) {
+func startMesh(f *config.Farm, name string, log *slog.Logger, reg prometheus.Registerer) (*peerlink.Mesh, error) {
 	cfg := peerlink.FarmConfig(f, name) // the timers of the farm file's mesh: section
 	cfg.Logger = log
 	cfg.Registerer = reg
@@ -31,5 +22,5 @@ func startMesh(f *config.Farm, name string, log *slog.Logger, reg prometheus.Reg
 	if err := m.Listen(); err != nil {
 		return nil, err
 	}
-	return &meshSource{source: m, serve: m.Serve, shutdown: m.Shutdown}, nil
+	return m, nil
 }

@@ -118,12 +118,12 @@ func run(c *cli.Context) error {
 		if err != nil {
 			return err
 		}
-		cfg.Source = m.source
-		tasks = append(tasks, task{"mesh", m.serve})
+		cfg.Source = m
+		tasks = append(tasks, task{"mesh", m.Serve})
 		defer func() {
 			ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 			defer cancel()
-			if err := m.shutdown(ctx); err != nil {
+			if err := m.Shutdown(ctx); err != nil {
 				log.Warn("mesh shutdown", "err", err)
 			}
 		}()
