@@ -170,7 +170,7 @@ func (l *link) openData() {
 
 	o := &l.p.out
 	w := bufio.NewWriterSize(s, 64<<10)
-	if err := l.writeBuf(w, typeOpenData, appendFrame(nil, &openDataFrame{})); err != nil {
+	if err := l.write(w, typeOpenData, appendFrame(nil, &openDataFrame{})); err != nil {
 		l.fail(err)
 		return
 	}
@@ -202,7 +202,7 @@ func (l *link) openData() {
 		}
 		for _, msg := range batch {
 			buf = appendFrame(buf[:0], &dataFrame{Seq: msg.seq, Body: msg.body})
-			if err := l.writeBuf(w, typeData, buf); err != nil {
+			if err := l.write(w, typeData, buf); err != nil {
 				l.fail(fmt.Errorf("write data: %w", err))
 				return
 			}
@@ -213,14 +213,6 @@ func (l *link) openData() {
 			return
 		}
 	}
-}
-
-func (l *link) writeBuf(w *bufio.Writer, t frameType, b []byte) error {
-	if _, err := w.Write(b); err != nil {
-		return err
-	}
-	l.m.met.sent(t, len(b))
-	return nil
 }
 
 func (l *link) readAcks(s stream) {
