@@ -170,7 +170,7 @@ func (l *link) openData() {
 
 	o := &l.p.out
 	w := bufio.NewWriterSize(s, 64<<10)
-	if err := l.write(w, typeOpenData, appendFrame(nil, &openDataFrame{})); err != nil {
+	if err := l.write(w, appendFrame(nil, &openDataFrame{})); err != nil {
 		l.fail(err)
 		return
 	}
@@ -202,7 +202,7 @@ func (l *link) openData() {
 		}
 		for _, msg := range batch {
 			buf = appendFrame(buf[:0], &dataFrame{Seq: msg.seq, Body: msg.body})
-			if err := l.write(w, typeData, buf); err != nil {
+			if err := l.write(w, buf); err != nil {
 				l.fail(fmt.Errorf("write data: %w", err))
 				return
 			}
@@ -295,7 +295,7 @@ func (l *link) acceptData() {
 		}
 		p.recvMu.Unlock()
 		buf = appendFrame(buf[:0], &ack)
-		if err := l.write(s, typeAck, buf); err != nil {
+		if err := l.write(s, buf); err != nil {
 			if !isClosedErr(err) {
 				l.fail(fmt.Errorf("write ack: %w", err))
 			}

@@ -129,6 +129,9 @@ func appendFrame(b []byte, f frame) []byte {
 	return b
 }
 
+// encodedType is the type of a frame encoded by appendFrame.
+func encodedType(b []byte) frameType { return frameType(b[1]) }
+
 // parseHeader checks a frame header and returns the type and payload length.
 func parseHeader(h []byte) (frameType, int, error) {
 	if len(h) < frameHeaderLen {
