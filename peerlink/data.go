@@ -219,7 +219,6 @@ func (l *link) readAcks(s stream) {
 	defer l.wg.Done()
 	fr := frameReader{r: bufio.NewReader(s), max: maxControlPayload}
 	for {
-		n0 := fr.n
 		f, err := fr.read()
 		if err != nil {
 			if !isClosedErr(err) && !errors.Is(err, io.EOF) && l.ctx.Err() == nil {
@@ -228,7 +227,7 @@ func (l *link) readAcks(s stream) {
 			}
 			return
 		}
-		l.m.met.received(f.frameType(), fr.n-n0)
+		l.m.met.received(f.frameType(), fr.n)
 		a, ok := f.(*ackFrame)
 		if !ok {
 			l.fail(fmt.Errorf("unexpected %s frame on the ack stream", f.frameType()))
@@ -256,7 +255,6 @@ func (l *link) acceptData() {
 	first := true
 	var buf []byte
 	for {
-		n0 := fr.n
 		f, err := fr.read()
 		if err != nil {
 			if !isClosedErr(err) && !errors.Is(err, io.EOF) && l.ctx.Err() == nil {
@@ -265,7 +263,7 @@ func (l *link) acceptData() {
 			}
 			return
 		}
-		m.met.received(f.frameType(), fr.n-n0)
+		m.met.received(f.frameType(), fr.n)
 		if first {
 			if _, ok := f.(*openDataFrame); !ok {
 				l.fail(fmt.Errorf("data stream opens with %s", f.frameType()))

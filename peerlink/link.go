@@ -346,7 +346,6 @@ func (l *link) readControl() {
 	defer l.wg.Done()
 	fr := frameReader{r: bufio.NewReader(l.ctrl), max: maxControlPayload}
 	for {
-		n0 := fr.n
 		f, err := fr.read()
 		if err != nil {
 			if !isClosedErr(err) && !errors.Is(err, io.EOF) && l.ctx.Err() == nil {
@@ -355,7 +354,7 @@ func (l *link) readControl() {
 			l.fail(fmt.Errorf("read control: %w", err))
 			return
 		}
-		l.m.met.received(f.frameType(), fr.n-n0)
+		l.m.met.received(f.frameType(), fr.n)
 		if err := l.m.handleControl(l, f); err != nil {
 			l.m.log.Warn("protocol error", "peer", l.p.name, "err", err)
 			l.fail(err)
