@@ -76,14 +76,16 @@ func (o *outbox) ack(peer string, seq uint64, errText string) (acked int) {
 }
 
 // Send delivers body to the named peer and returns once the peer's Handler
-// accepted it (nil), refused it (a *RemoteError), or the peer went DOWN or
-// restarted (an error wrapping ErrPeerDown). It blocks while the peer's send
-// window is full, and while the peer is UP for the farm but this member's
-// own connection to it is broken (other members vouch for it): the message
-// goes when the connection is back. If ctx ends first, Send returns ctx's
-// error; the message may still be delivered. body is copied; the caller may
-// reuse it. Send is safe for concurrent use; each caller's messages keep
-// their order.
+// accepted it (nil), refused it (a *RemoteError), or the peer went DOWN,
+// restarted or became unreachable (an error wrapping ErrPeerDown). It blocks
+// while the peer's send window is full, and while the peer is suspect
+// (silent to this member, the others being asked): the message goes when
+// the connection is back. To a peer that is unreachable (UP for the farm,
+// but only other members hear it) this member has no link to carry the
+// message: Send fails at once with ErrPeerDown. If ctx ends first, Send
+// returns ctx's error; the message may still be delivered. body is copied;
+// the caller may reuse it. Send is safe for concurrent use; each caller's
+// messages keep their order.
 func (m *Mesh) Send(ctx context.Context, peer string, body []byte) error {
 	if len(body) > MaxMessage {
 		return fmt.Errorf("peerlink: message of %d bytes, at most %d", len(body), MaxMessage)
