@@ -45,7 +45,7 @@ func (o *outbox) notifyLocked() {
 }
 
 // fail ends every waiting message with err.
-func (o *outbox) fail(peer string, err error) {
+func (o *outbox) fail(err error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	for _, msg := range o.pending {
@@ -134,7 +134,7 @@ func (m *Mesh) Send(ctx context.Context, peer string, body []byte) error {
 	reachable := p.direct() && !m.stopped
 	m.mu.Unlock()
 	if !reachable {
-		p.out.fail(p.name, fmt.Errorf("peerlink: send to %s: %w", p.name, ErrPeerDown))
+		p.out.fail(fmt.Errorf("peerlink: send to %s: %w", p.name, ErrPeerDown))
 	}
 	kick(p.out.kick)
 	select {
@@ -151,7 +151,7 @@ func (m *Mesh) Send(ctx context.Context, peer string, body []byte) error {
 // failAllSends ends every waiting Send (the mesh is closing).
 func (m *Mesh) failAllSends(err error) {
 	for _, p := range m.peers {
-		p.out.fail(p.name, err)
+		p.out.fail(err)
 	}
 }
 

@@ -214,7 +214,7 @@ func (m *Mesh) markDownLocked(p *peer, reason string) {
 	}
 	// Fail the waiting senders outside this lock's critical path: fail only
 	// takes the outbox lock.
-	p.out.fail(p.name, fmt.Errorf("%w: %s: %s", ErrPeerDown, p.name, reason))
+	p.out.fail(fmt.Errorf("%w: %s: %s", ErrPeerDown, p.name, reason))
 }
 
 // vouchedLocked records that another member (by) hears p, and what it says
@@ -227,7 +227,7 @@ func (m *Mesh) vouchedLocked(p *peer, by string, rec record, late bool) {
 		// p restarted, and this member learns it from a member that hears
 		// the new life: its old messages are gone.
 		p.inc = rec.Incarnation
-		p.out.fail(p.name, fmt.Errorf("%w: %s restarted", ErrPeerDown, p.name))
+		p.out.fail(fmt.Errorf("%w: %s restarted", ErrPeerDown, p.name))
 	}
 	if rec.Incarnation == p.inc && rec.newer(p.rec) {
 		p.rec = rec
@@ -237,7 +237,7 @@ func (m *Mesh) vouchedLocked(p *peer, by string, rec record, late bool) {
 		p.state = stateUnreachable
 		m.log.Info("peer unreachable", "peer", p.name, "reason", "silent here, but "+by+" hears it", "late", late)
 		if p.link == nil {
-			p.out.fail(p.name, fmt.Errorf("%w: %s: unreachable (only other members hear it)", ErrPeerDown, p.name))
+			p.out.fail(fmt.Errorf("%w: %s: unreachable (only other members hear it)", ErrPeerDown, p.name))
 		}
 	case stateDown:
 		p.state = stateUnreachable

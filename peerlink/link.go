@@ -241,7 +241,7 @@ func (m *Mesh) adopt(l *link, h *helloFrame) bool {
 	kick(l.statusKick)
 	m.mu.Unlock()
 	if restarted {
-		p.out.fail(p.name, fmt.Errorf("%w: %s restarted", ErrPeerDown, p.name))
+		p.out.fail(fmt.Errorf("%w: %s restarted", ErrPeerDown, p.name))
 	}
 	if old != nil {
 		old.c.closeWith(codeReplaced, "replaced by a newer connection")
