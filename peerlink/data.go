@@ -57,7 +57,7 @@ func (o *outbox) fail(err error) {
 
 // ack completes the messages up to seq; errText is the Handler's error for
 // seq itself.
-func (o *outbox) ack(peer string, seq uint64, errText string) (acked int) {
+func (o *outbox) ack(peer string, seq uint64, errText string) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	for len(o.pending) > 0 && o.pending[0].seq <= seq {
@@ -68,11 +68,9 @@ func (o *outbox) ack(peer string, seq uint64, errText string) (acked int) {
 			msg.done <- &RemoteError{Peer: peer, Msg: errText}
 		} else {
 			msg.done <- nil
-			acked++
 		}
 	}
 	o.notifyLocked()
-	return acked
 }
 
 // Send delivers body to the named peer and returns once the peer's Handler
