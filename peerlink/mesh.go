@@ -174,10 +174,7 @@ func New(cfg Config) (*Mesh, error) {
 			return nil, err
 		}
 		v := &verifier{pool: pool, now: time.Now, isMember: m.isMember}
-		m.tr, err = newQUICTransport(&m.cfg, cert, v, m.refused)
-		if err != nil {
-			return nil, err
-		}
+		m.tr = newQUICTransport(&m.cfg, cert, v, m.refused)
 	}
 	m.mu.Lock()
 	m.publishLocked()
