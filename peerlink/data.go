@@ -45,7 +45,7 @@ func (o *outbox) notifyLocked() {
 }
 
 // fail ends every waiting message with err.
-func (o *outbox) fail(peer string, err error) {
+func (o *outbox) fail(err error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	for _, msg := range o.pending {
@@ -57,7 +57,7 @@ func (o *outbox) fail(peer string, err error) {
 
 // ack completes the messages up to seq; errText is the Handler's error for
 // seq itself.
-func (o *outbox) ack(peer string, seq uint64, errText string) (acked int) {
+func (o *outbox) ack(peer string, seq uint64, errText string) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	for len(o.pending) > 0 && o.pending[0].seq <= seq {
@@ -68,22 +68,22 @@ func (o *outbox) ack(peer string, seq uint64, errText string) (acked int) {
 			msg.done <- &RemoteError{Peer: peer, Msg: errText}
 		} else {
 			msg.done <- nil
-			acked++
 		}
 	}
 	o.notifyLocked()
-	return acked
 }
 
 // Send delivers body to the named peer and returns once the peer's Handler
-// accepted it (nil), refused it (a *RemoteError), or the peer went DOWN or
-// restarted (an error wrapping ErrPeerDown). It blocks while the peer's send
-// window is full, and while the peer is UP for the farm but this member's
-// own connection to it is broken (other members vouch for it): the message
-// goes when the connection is back. If ctx ends first, Send returns ctx's
-// error; the message may still be delivered. body is copied; the caller may
-// reuse it. Send is safe for concurrent use; each caller's messages keep
-// their order.
+// accepted it (nil), refused it (a *RemoteError), or the peer went DOWN,
+// restarted or became unreachable (an error wrapping ErrPeerDown). It blocks
+// while the peer's send window is full, and while the peer is suspect
+// (silent to this member, the others being asked): the message goes when
+// the connection is back. To a peer that is unreachable (UP for the farm,
+// but only other members hear it) this member has no link to carry the
+// message: Send fails at once with ErrPeerDown. If ctx ends first, Send
+// returns ctx's error; the message may still be delivered. body is copied;
+// the caller may reuse it. Send is safe for concurrent use; each caller's
+// messages keep their order.
 func (m *Mesh) Send(ctx context.Context, peer string, body []byte) error {
 	if len(body) > MaxMessage {
 		return fmt.Errorf("peerlink: message of %d bytes, at most %d", len(body), MaxMessage)
@@ -132,7 +132,7 @@ func (m *Mesh) Send(ctx context.Context, peer string, body []byte) error {
 	reachable := p.direct() && !m.stopped
 	m.mu.Unlock()
 	if !reachable {
-		p.out.fail(p.name, fmt.Errorf("peerlink: send to %s: %w", p.name, ErrPeerDown))
+		p.out.fail(fmt.Errorf("peerlink: send to %s: %w", p.name, ErrPeerDown))
 	}
 	kick(p.out.kick)
 	select {
@@ -149,7 +149,7 @@ func (m *Mesh) Send(ctx context.Context, peer string, body []byte) error {
 // failAllSends ends every waiting Send (the mesh is closing).
 func (m *Mesh) failAllSends(err error) {
 	for _, p := range m.peers {
-		p.out.fail(p.name, err)
+		p.out.fail(err)
 	}
 }
 
@@ -170,7 +170,7 @@ func (l *link) openData() {
 
 	o := &l.p.out
 	w := bufio.NewWriterSize(s, 64<<10)
-	if err := l.writeBuf(w, typeOpenData, appendFrame(nil, &openDataFrame{})); err != nil {
+	if err := l.write(w, appendFrame(nil, &openDataFrame{})); err != nil {
 		l.fail(err)
 		return
 	}
@@ -202,7 +202,7 @@ func (l *link) openData() {
 		}
 		for _, msg := range batch {
 			buf = appendFrame(buf[:0], &dataFrame{Seq: msg.seq, Body: msg.body})
-			if err := l.writeBuf(w, typeData, buf); err != nil {
+			if err := l.write(w, buf); err != nil {
 				l.fail(fmt.Errorf("write data: %w", err))
 				return
 			}
@@ -215,19 +215,10 @@ func (l *link) openData() {
 	}
 }
 
-func (l *link) writeBuf(w *bufio.Writer, t frameType, b []byte) error {
-	if _, err := w.Write(b); err != nil {
-		return err
-	}
-	l.m.met.sent(t, len(b))
-	return nil
-}
-
 func (l *link) readAcks(s stream) {
 	defer l.wg.Done()
 	fr := frameReader{r: bufio.NewReader(s), max: maxControlPayload}
 	for {
-		n0 := fr.n
 		f, err := fr.read()
 		if err != nil {
 			if !isClosedErr(err) && !errors.Is(err, io.EOF) && l.ctx.Err() == nil {
@@ -236,7 +227,7 @@ func (l *link) readAcks(s stream) {
 			}
 			return
 		}
-		l.m.met.received(f.frameType(), fr.n-n0)
+		l.m.met.received(f.frameType(), fr.n)
 		a, ok := f.(*ackFrame)
 		if !ok {
 			l.fail(fmt.Errorf("unexpected %s frame on the ack stream", f.frameType()))
@@ -264,7 +255,6 @@ func (l *link) acceptData() {
 	first := true
 	var buf []byte
 	for {
-		n0 := fr.n
 		f, err := fr.read()
 		if err != nil {
 			if !isClosedErr(err) && !errors.Is(err, io.EOF) && l.ctx.Err() == nil {
@@ -273,7 +263,7 @@ func (l *link) acceptData() {
 			}
 			return
 		}
-		m.met.received(f.frameType(), fr.n-n0)
+		m.met.received(f.frameType(), fr.n)
 		if first {
 			if _, ok := f.(*openDataFrame); !ok {
 				l.fail(fmt.Errorf("data stream opens with %s", f.frameType()))
@@ -303,7 +293,7 @@ func (l *link) acceptData() {
 		}
 		p.recvMu.Unlock()
 		buf = appendFrame(buf[:0], &ack)
-		if err := l.write(s, typeAck, buf); err != nil {
+		if err := l.write(s, buf); err != nil {
 			if !isClosedErr(err) {
 				l.fail(fmt.Errorf("write ack: %w", err))
 			}

@@ -103,7 +103,7 @@ func (m *Mesh) heartbeatLocked() {
 			hb.EchoNanos = p.lastHBNanos
 			hb.EchoDelay = uint64(time.Since(p.lastHBAt))
 		}
-		p.link.sendDatagram(typeHeartbeat, appendFrame(nil, hb))
+		p.link.sendDatagram(appendFrame(nil, hb))
 	}
 }
 
@@ -175,7 +175,7 @@ func (m *Mesh) startRoundLocked(p *peer, now time.Time, d time.Duration) {
 	}
 	p.recent = append(p.recent, r)
 	if p.link != nil {
-		p.link.sendDatagram(typePing, appendFrame(nil, &pingFrame{Nonce: r.id}))
+		p.link.sendDatagram(appendFrame(nil, &pingFrame{Nonce: r.id}))
 	}
 	helpers := make([]*peer, 0, len(m.peers))
 	for _, q := range m.peers {
@@ -186,7 +186,7 @@ func (m *Mesh) startRoundLocked(p *peer, now time.Time, d time.Duration) {
 	m.rand.Shuffle(len(helpers), func(i, j int) { helpers[i], helpers[j] = helpers[j], helpers[i] })
 	req := appendFrame(nil, &probeRequestFrame{ID: r.id, Target: p.name})
 	for _, q := range helpers[:min(len(helpers), m.cfg.ProbeFanout)] {
-		q.link.sendControl(typeProbeReq, req)
+		q.link.sendControl(req)
 		r.asked++
 	}
 }
@@ -214,7 +214,7 @@ func (m *Mesh) markDownLocked(p *peer, reason string) {
 	}
 	// Fail the waiting senders outside this lock's critical path: fail only
 	// takes the outbox lock.
-	p.out.fail(p.name, fmt.Errorf("%w: %s: %s", ErrPeerDown, p.name, reason))
+	p.out.fail(fmt.Errorf("%w: %s: %s", ErrPeerDown, p.name, reason))
 }
 
 // vouchedLocked records that another member (by) hears p, and what it says
@@ -227,7 +227,7 @@ func (m *Mesh) vouchedLocked(p *peer, by string, rec record, late bool) {
 		// p restarted, and this member learns it from a member that hears
 		// the new life: its old messages are gone.
 		p.inc = rec.Incarnation
-		p.out.fail(p.name, fmt.Errorf("%w: %s restarted", ErrPeerDown, p.name))
+		p.out.fail(fmt.Errorf("%w: %s restarted", ErrPeerDown, p.name))
 	}
 	if rec.Incarnation == p.inc && rec.newer(p.rec) {
 		p.rec = rec
@@ -237,7 +237,7 @@ func (m *Mesh) vouchedLocked(p *peer, by string, rec record, late bool) {
 		p.state = stateUnreachable
 		m.log.Info("peer unreachable", "peer", p.name, "reason", "silent here, but "+by+" hears it", "late", late)
 		if p.link == nil {
-			p.out.fail(p.name, fmt.Errorf("%w: %s: unreachable (only other members hear it)", ErrPeerDown, p.name))
+			p.out.fail(fmt.Errorf("%w: %s: unreachable (only other members hear it)", ErrPeerDown, p.name))
 		}
 	case stateDown:
 		p.state = stateUnreachable
@@ -291,7 +291,7 @@ func (m *Mesh) sendReplyLocked(l *link, rep *probeReplyFrame) {
 	b := appendFrame(nil, rep)
 	d := m.cfg.replyDelay
 	if d <= 0 {
-		l.sendControl(typeProbeReply, b)
+		l.sendControl(b)
 		return
 	}
 	m.wg.Add(1)
@@ -301,7 +301,7 @@ func (m *Mesh) sendReplyLocked(l *link, rep *probeReplyFrame) {
 		defer t.Stop()
 		select {
 		case <-t.C:
-			l.sendControl(typeProbeReply, b)
+			l.sendControl(b)
 		case <-l.ctx.Done():
 		}
 	}()
@@ -351,7 +351,7 @@ func (m *Mesh) handleControl(l *link, f frame) error {
 		// machine, and is being redialed) there is nothing to ping, but
 		// the answer is not "no" yet: a new link's hello may come first.
 		if t.link != nil {
-			t.link.sendDatagram(typePing, appendFrame(nil, &pingFrame{Nonce: m.nextID}))
+			t.link.sendDatagram(appendFrame(nil, &pingFrame{Nonce: m.nextID}))
 		}
 	case *probeReplyFrame:
 		m.heardLocked(p, "probe reply")
@@ -407,7 +407,7 @@ func (m *Mesh) handleDatagram(l *link, f frame) {
 		}
 		m.heardLocked(p, "heartbeat")
 	case *pingFrame:
-		l.sendDatagram(typePong, appendFrame(nil, &pongFrame{Nonce: f.Nonce}))
+		l.sendDatagram(appendFrame(nil, &pongFrame{Nonce: f.Nonce}))
 		m.heardLocked(p, "ping")
 	case *pongFrame:
 		m.heardLocked(p, "pong")

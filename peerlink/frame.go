@@ -129,6 +129,9 @@ func appendFrame(b []byte, f frame) []byte {
 	return b
 }
 
+// encodedType is the type of a frame encoded by appendFrame.
+func encodedType(b []byte) frameType { return frameType(b[1]) }
+
 // parseHeader checks a frame header and returns the type and payload length.
 func parseHeader(h []byte) (frameType, int, error) {
 	if len(h) < frameHeaderLen {
@@ -171,7 +174,7 @@ type frameReader struct {
 	// max bounds the payload on this stream, below the type's own bound
 	// (control streams never carry data frames).
 	max int
-	// n counts the bytes read, for metrics.
+	// n is the size of the last frame read, header included, for metrics.
 	n int
 }
 
@@ -197,7 +200,7 @@ func (fr *frameReader) read() (frame, error) {
 		}
 		return nil, err
 	}
-	fr.n += frameHeaderLen + n
+	fr.n = frameHeaderLen + n
 	f := newFrame(t)
 	if err := f.parsePayload(p); err != nil {
 		return nil, &FrameError{Type: t, Err: err}

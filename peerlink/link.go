@@ -178,7 +178,7 @@ func (l *link) handshake() (*helloFrame, error) {
 	defer stop()
 	me := appendFrame(nil, &helloFrame{Name: m.cfg.Self, Incarnation: m.cfg.Incarnation})
 	if l.dialed {
-		if err := l.write(l.ctrl, typeHello, me); err != nil {
+		if err := l.write(l.ctrl, me); err != nil {
 			return nil, err
 		}
 	}
@@ -199,7 +199,7 @@ func (l *link) handshake() (*helloFrame, error) {
 		return nil, errors.New("hello with incarnation 0")
 	}
 	if !l.dialed {
-		if err := l.write(l.ctrl, typeHello, me); err != nil {
+		if err := l.write(l.ctrl, me); err != nil {
 			return nil, err
 		}
 	}
@@ -241,7 +241,7 @@ func (m *Mesh) adopt(l *link, h *helloFrame) bool {
 	kick(l.statusKick)
 	m.mu.Unlock()
 	if restarted {
-		p.out.fail(p.name, fmt.Errorf("%w: %s restarted", ErrPeerDown, p.name))
+		p.out.fail(fmt.Errorf("%w: %s restarted", ErrPeerDown, p.name))
 	}
 	if old != nil {
 		old.c.closeWith(codeReplaced, "replaced by a newer connection")
@@ -269,31 +269,31 @@ func (m *Mesh) dropLink(l *link) {
 	}
 }
 
-// write writes one encoded frame of type t to s, counting it.
-func (l *link) write(s io.Writer, t frameType, b []byte) error {
+// write writes one encoded frame to s, counting it.
+func (l *link) write(s io.Writer, b []byte) error {
 	if _, err := s.Write(b); err != nil {
 		return err
 	}
-	l.m.met.sent(t, len(b))
+	l.m.met.sent(encodedType(b), len(b))
 	return nil
 }
 
 // sendControl queues an encoded control frame; drops it if the peer is not
 // reading (the queue is full), as a hung peer must not block this member.
-func (l *link) sendControl(t frameType, b []byte) {
+func (l *link) sendControl(b []byte) {
 	select {
 	case l.ctrlOut <- b:
 	default:
-		l.m.met.dropped.WithLabelValues(t.String()).Inc()
+		l.m.met.dropped.WithLabelValues(encodedType(b).String()).Inc()
 	}
 }
 
 // sendDatagram queues an encoded datagram, dropping it if the queue is full.
-func (l *link) sendDatagram(t frameType, b []byte) {
+func (l *link) sendDatagram(b []byte) {
 	select {
 	case l.dgOut <- b:
 	default:
-		l.m.met.dropped.WithLabelValues(t.String()).Inc()
+		l.m.met.dropped.WithLabelValues(encodedType(b).String()).Inc()
 	}
 }
 
@@ -314,7 +314,7 @@ func (l *link) writeControl() {
 		b := appendFrame(nil, &statusFrame{Record: m.self})
 		m.mu.Unlock()
 		last, pending = time.Now(), false
-		return l.write(l.ctrl, typeStatus, b)
+		return l.write(l.ctrl, b)
 	}
 	for {
 		var err error
@@ -322,7 +322,7 @@ func (l *link) writeControl() {
 		case <-l.ctx.Done():
 			return
 		case b := <-l.ctrlOut:
-			err = l.write(l.ctrl, frameType(b[1]), b)
+			err = l.write(l.ctrl, b)
 		case <-l.statusKick:
 			if wait := m.cfg.StatusInterval - time.Since(last); wait > 0 {
 				if !pending {
@@ -346,7 +346,6 @@ func (l *link) readControl() {
 	defer l.wg.Done()
 	fr := frameReader{r: bufio.NewReader(l.ctrl), max: maxControlPayload}
 	for {
-		n0 := fr.n
 		f, err := fr.read()
 		if err != nil {
 			if !isClosedErr(err) && !errors.Is(err, io.EOF) && l.ctx.Err() == nil {
@@ -355,7 +354,7 @@ func (l *link) readControl() {
 			l.fail(fmt.Errorf("read control: %w", err))
 			return
 		}
-		l.m.met.received(f.frameType(), fr.n-n0)
+		l.m.met.received(f.frameType(), fr.n)
 		if err := l.m.handleControl(l, f); err != nil {
 			l.m.log.Warn("protocol error", "peer", l.p.name, "err", err)
 			l.fail(err)
@@ -377,7 +376,7 @@ func (l *link) writeDatagrams() {
 				}
 				return
 			}
-			l.m.met.sent(frameType(b[1]), len(b))
+			l.m.met.sent(encodedType(b), len(b))
 		}
 	}
 }

@@ -53,7 +53,6 @@ type Mesh struct {
 
 	mu         sync.Mutex
 	self       record
-	isNode     bool
 	peers      []*peer // every other member, in config order
 	byName     map[string]*peer
 	nextID     uint64           // probe round and ping ids
@@ -148,7 +147,6 @@ func New(cfg Config) (*Mesh, error) {
 		served:  make(chan struct{}),
 		rand:    rand.New(rand.NewPCG(cfg.Seed, cfg.Incarnation)),
 	}
-	_, m.isNode = cfg.Farm.Node(cfg.Self)
 	met, err := newMetrics(cfg.Registerer, cfg.Self)
 	if err != nil {
 		return nil, fmt.Errorf("peerlink: register metrics: %w", err)
@@ -176,10 +174,7 @@ func New(cfg Config) (*Mesh, error) {
 			return nil, err
 		}
 		v := &verifier{pool: pool, now: time.Now, isMember: m.isMember}
-		m.tr, err = newQUICTransport(&m.cfg, cert, v, m.refused)
-		if err != nil {
-			return nil, err
-		}
+		m.tr = newQUICTransport(&m.cfg, cert, v, m.refused)
 	}
 	m.mu.Lock()
 	m.publishLocked()

@@ -76,6 +76,16 @@ func startSimWith(t *testing.T, n *memNet, f *config.Farm, name string, inc uint
 	return sm
 }
 
+// startSims starts a member for each name, all with incarnation inc.
+func startSims(t *testing.T, n *memNet, f *config.Farm, inc uint64, names ...string) map[string]*simMember {
+	t.Helper()
+	ms := map[string]*simMember{}
+	for _, name := range names {
+		ms[name] = startSim(t, n, f, name, inc)
+	}
+	return ms
+}
+
 func (s *simMember) stop() {
 	s.cancel()
 	<-s.done
@@ -93,6 +103,20 @@ func waitStatus(t *testing.T, m *Mesh, name string, want farm.Status, limit time
 		time.Sleep(time.Millisecond)
 	}
 	return time.Since(start)
+}
+
+// waitUsers advances the fake clock until m sees name with the given users,
+// or fails with msg after limit.
+func waitUsers(t *testing.T, m *Mesh, name string, users int, limit time.Duration, msg string) {
+	t.Helper()
+	for deadline := time.Now().Add(limit); ; time.Sleep(time.Millisecond) {
+		if s, _ := m.Table().Find(name); s.Users == users {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal(msg)
+		}
+	}
 }
 
 func TestSimDetection(t *testing.T) {
@@ -117,10 +141,7 @@ func TestSimDetection(t *testing.T) {
 				names := []string{"a", "b", "c", "d", "e"}
 				f := simFarm(t, names...)
 				n := newMemNet()
-				ms := map[string]*simMember{}
-				for _, name := range names {
-					ms[name] = startSim(t, n, f, name, 1)
-				}
+				ms := startSims(t, n, f, 1, names...)
 				for _, name := range names {
 					for _, other := range names {
 						waitStatus(t, ms[name].Mesh, other, farm.StatusUp, time.Second)
@@ -172,17 +193,7 @@ func TestSimDetection(t *testing.T) {
 				if !tc.wantDown {
 					// The members cut off from c still get its news via vouchers.
 					ms["c"].SetUsers(77)
-					waitUsers := func(m *Mesh) {
-						for deadline := time.Now().Add(time.Second); ; time.Sleep(time.Millisecond) {
-							if s, _ := m.Table().Find("c"); s.Users == 77 {
-								return
-							}
-							if time.Now().After(deadline) {
-								t.Fatalf("%s did not learn c's users through the others", m.Self())
-							}
-						}
-					}
-					waitUsers(ms["a"].Mesh)
+					waitUsers(t, ms["a"].Mesh, "c", 77, time.Second, "a did not learn c's users through the others")
 				}
 				for _, m := range ms {
 					m.stop()
@@ -199,10 +210,7 @@ func TestSimRestart(t *testing.T) {
 		names := []string{"a", "b", "c"}
 		f := simFarm(t, names...)
 		n := newMemNet()
-		ms := map[string]*simMember{}
-		for _, name := range names {
-			ms[name] = startSim(t, n, f, name, 1)
-		}
+		ms := startSims(t, n, f, 1, names...)
 		for _, name := range names {
 			waitStatus(t, ms[name].Mesh, "b", farm.StatusUp, time.Second)
 		}
@@ -233,10 +241,7 @@ func TestSimPause(t *testing.T) {
 		names := []string{"a", "b", "c"}
 		f := simFarm(t, names...)
 		n := newMemNet()
-		ms := map[string]*simMember{}
-		for _, name := range names {
-			ms[name] = startSim(t, n, f, name, 1)
-		}
+		ms := startSims(t, n, f, 1, names...)
 		for _, name := range names {
 			waitStatus(t, ms[name].Mesh, "c", farm.StatusUp, time.Second)
 		}
@@ -250,14 +255,7 @@ func TestSimPause(t *testing.T) {
 			t.Logf("%s: c UP %v after resuming", name, d)
 		}
 		ms["c"].SetUsers(9)
-		for deadline := time.Now().Add(time.Second); ; time.Sleep(time.Millisecond) {
-			if s, _ := ms["a"].Table().Find("c"); s.Users == 9 {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatal("a does not get c's news after the pause")
-			}
-		}
+		waitUsers(t, ms["a"].Mesh, "c", 9, time.Second, "a does not get c's news after the pause")
 	})
 }
 
@@ -269,10 +267,7 @@ func TestSimStaleIncarnation(t *testing.T) {
 		names := []string{"a", "b", "c"}
 		f := simFarm(t, names...)
 		n := newMemNet()
-		ms := map[string]*simMember{}
-		for _, name := range names {
-			ms[name] = startSim(t, n, f, name, 5)
-		}
+		ms := startSims(t, n, f, 5, names...)
 		waitStatus(t, ms["c"].Mesh, "b", farm.StatusUp, time.Second)
 		ms["b"].SetUsers(123)
 		time.Sleep(100 * time.Millisecond)
@@ -418,14 +413,7 @@ func TestSimSlowVoucher(t *testing.T) {
 					t.Fatalf("a never found b unreachable: the cut did not cut")
 				}
 				ms["b"].SetUsers(42)
-				for deadline := time.Now().Add(2 * time.Second); ; time.Sleep(time.Millisecond) {
-					if s, _ := ms["a"].Table().Find("b"); s.Users == 42 {
-						break
-					}
-					if time.Now().After(deadline) {
-						t.Fatal("a does not learn b's users through c")
-					}
-				}
+				waitUsers(t, ms["a"].Mesh, "b", 42, 2*time.Second, "a does not learn b's users through c")
 				if !tc.crash {
 					return
 				}
@@ -462,10 +450,7 @@ func TestSimReturnBehindCutLink(t *testing.T) {
 		names := []string{"a", "b", "c"}
 		f := simFarm(t, names...)
 		n := newMemNet()
-		ms := map[string]*simMember{}
-		for _, name := range names {
-			ms[name] = startSim(t, n, f, name, 1)
-		}
+		ms := startSims(t, n, f, 1, names...)
 		for _, name := range names {
 			waitStatus(t, ms[name].Mesh, "b", farm.StatusUp, time.Second)
 		}
@@ -480,13 +465,6 @@ func TestSimReturnBehindCutLink(t *testing.T) {
 		took := waitStatus(t, ms["a"].Mesh, "b", farm.StatusUp, d.RecheckInterval+time.Second)
 		t.Logf("a: b UP %v after c heard it again", took)
 		ms["b"].SetUsers(7)
-		for deadline := time.Now().Add(2 * d.RecheckInterval); ; time.Sleep(time.Millisecond) {
-			if s, _ := ms["a"].Table().Find("b"); s.Users == 7 {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatal("a does not learn b's users through c")
-			}
-		}
+		waitUsers(t, ms["a"].Mesh, "b", 7, 2*d.RecheckInterval, "a does not learn b's users through c")
 	})
 }

@@ -29,7 +29,7 @@ type quicTransport struct {
 	resolveFn func(string) (*net.UDPAddr, error)
 }
 
-func newQUICTransport(cfg *Config, cert *tls.Certificate, v *verifier, onRefuse func(*RefusedError)) (*quicTransport, error) {
+func newQUICTransport(cfg *Config, cert *tls.Certificate, v *verifier, onRefuse func(*RefusedError)) *quicTransport {
 	self, _ := cfg.Farm.Member(cfg.Self)
 	server, client := tlsConfigs(cert, v, onRefuse)
 	return &quicTransport{
@@ -57,7 +57,7 @@ func newQUICTransport(cfg *Config, cert *tls.Certificate, v *verifier, onRefuse 
 			MaxConnectionReceiveWindow:     8 * MaxMessage,
 		},
 		resolveFn: func(a string) (*net.UDPAddr, error) { return net.ResolveUDPAddr("udp", a) },
-	}, nil
+	}
 }
 
 func (t *quicTransport) listen() error {

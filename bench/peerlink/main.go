@@ -405,6 +405,21 @@ func (b *bench) allUp(timeout time.Duration) error {
 	})
 }
 
+// startBench sets up a farm of n members, starts them with the timer flags
+// and waits until every member sees every other UP.
+func startBench(n int, timers []string) (*bench, error) {
+	b, err := setup(n)
+	if err != nil {
+		return nil, err
+	}
+	b.timers = timers
+	if err := b.startAll(); err != nil {
+		b.stopAll()
+		return nil, err
+	}
+	return b, nil
+}
+
 func (b *bench) startAll() error {
 	for _, n := range b.names {
 		if _, err := b.start(n); err != nil {
@@ -451,15 +466,11 @@ func runDetect(args []string) error {
 	kills := fs.Int("kills", 20, "kills of each kind (SIGKILL and SIGSTOP)")
 	timers := timerFlags(fs)
 	fs.Parse(args)
-	b, err := setup(*n)
+	b, err := startBench(*n, timers())
 	if err != nil {
 		return err
 	}
-	b.timers = timers()
 	defer b.stopAll()
-	if err := b.startAll(); err != nil {
-		return err
-	}
 	start := time.Now()
 	results := map[string][]time.Duration{}
 	var falseDowns []string
@@ -536,14 +547,11 @@ func runPropagate(args []string) error {
 	n := fs.Int("members", 5, "member processes")
 	changes := fs.Int("changes", 200, "user count changes, 50 ms apart")
 	fs.Parse(args)
-	b, err := setup(*n)
+	b, err := startBench(*n, nil)
 	if err != nil {
 		return err
 	}
 	defer b.stopAll()
-	if err := b.startAll(); err != nil {
-		return err
-	}
 	src := b.procs[b.names[0]]
 	var lat []time.Duration
 	for i := 1; i <= *changes; i++ {
@@ -622,14 +630,11 @@ func runIdle(args []string) error {
 	n := fs.Int("members", 32, "member processes")
 	d := fs.Duration("duration", 30*time.Second, "measurement period")
 	fs.Parse(args)
-	b, err := setup(*n)
+	b, err := startBench(*n, nil)
 	if err != nil {
 		return err
 	}
 	defer b.stopAll()
-	if err := b.startAll(); err != nil {
-		return err
-	}
 	time.Sleep(2 * time.Second)
 	t0, o0, i0, err := b.snapshot()
 	if err != nil {
@@ -663,15 +668,11 @@ func runSoak(args []string) error {
 	busy := fs.Bool("busy", false, "keep both cores busy with two CPU hogs")
 	timers := timerFlags(fs)
 	fs.Parse(args)
-	b, err := setup(*n)
+	b, err := startBench(*n, timers())
 	if err != nil {
 		return err
 	}
-	b.timers = timers()
 	defer b.stopAll()
-	if err := b.startAll(); err != nil {
-		return err
-	}
 	if *busy {
 		for range 2 {
 			hog := exec.Command(b.exe, "burn")
