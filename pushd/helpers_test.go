@@ -119,6 +119,16 @@ type sseClient struct {
 	lastID string
 }
 
+// h2cClient is a client that speaks HTTP/2 without TLS (h2c); its idle
+// connections are closed when the test ends.
+func h2cClient(t *testing.T) *http.Client {
+	var protos http.Protocols
+	protos.SetUnencryptedHTTP2(true)
+	tr := &http.Transport{Protocols: &protos}
+	t.Cleanup(tr.CloseIdleConnections)
+	return &http.Client{Transport: tr}
+}
+
 func openStream(t *testing.T, client *http.Client, url string, lastID string) *sseClient {
 	t.Helper()
 	c, resp, err := tryStream(client, url, lastID)

@@ -827,7 +827,7 @@ func (h *hub) tableChanged() {
 			if !up {
 				continue
 			}
-			if contains(cameUp, name) {
+			if slices.Contains(cameUp, name) {
 				h.sendHaves(name, nil)
 				h.enqueue(name, outItem{ctrl: encodeSync()})
 			} else if len(wentDown) > 0 {
@@ -848,15 +848,6 @@ func (h *hub) sendHaves(peer string, origins []string) {
 	}
 }
 
-func contains(xs []string, x string) bool {
-	for _, v := range xs {
-		if v == x {
-			return true
-		}
-	}
-	return false
-}
-
 func b2f(b bool) float64 {
 	if b {
 		return 1
@@ -871,7 +862,7 @@ func (h *hub) collectHaves(origins []string) []have {
 	var hs []have
 	for _, t := range h.topics {
 		for _, e := range t.epochs {
-			if e.head == 0 || (origins != nil && !contains(origins, e.origin)) {
+			if e.head == 0 || (origins != nil && !slices.Contains(origins, e.origin)) {
 				continue
 			}
 			base := e.base

@@ -16,12 +16,7 @@ import (
 func TestHTTP2Stream(t *testing.T) {
 	f := newMemFarm("a")
 	nodes := startNodes(t, f, nil, "a")
-	var protos http.Protocols
-	protos.SetUnencryptedHTTP2(true)
-	tr := &http.Transport{Protocols: &protos}
-	defer tr.CloseIdleConnections()
-	client := &http.Client{Transport: tr}
-	c := openStream(t, client, streamURL(nodes["a"], "t"), "")
+	c := openStream(t, h2cClient(t), streamURL(nodes["a"], "t"), "")
 	if c.resp.ProtoMajor != 2 {
 		t.Fatalf("proto %s", c.resp.Proto)
 	}
@@ -46,11 +41,7 @@ func TestHTTP2IdleStreamOutlivesWriteTimeout(t *testing.T) {
 		c.WriteTimeout = writeTimeout
 		c.KeepAlive = time.Hour
 	}, "a")
-	var protos http.Protocols
-	protos.SetUnencryptedHTTP2(true)
-	tr := &http.Transport{Protocols: &protos}
-	defer tr.CloseIdleConnections()
-	c := openStream(t, &http.Client{Transport: tr}, streamURL(nodes["a"], "t"), "")
+	c := openStream(t, h2cClient(t), streamURL(nodes["a"], "t"), "")
 	if c.resp.ProtoMajor != 2 {
 		t.Fatalf("proto %s", c.resp.Proto)
 	}

@@ -108,14 +108,10 @@ func (st *stream) poke(set func()) {
 // when the socket's buffer is full.
 func (st *stream) runFast() {
 	for {
-		st.mu.Lock()
-		if st.closed || !(st.dirty || st.keepalive || st.move != nil) {
-			st.running = false
-			st.mu.Unlock()
+		w, ok := st.next()
+		if !ok {
 			return
 		}
-		w := st.takeLocked()
-		st.mu.Unlock()
 		err := st.flush(&w, true)
 		if err == errWouldBlock {
 			st.mu.Lock()
@@ -150,14 +146,10 @@ func (st *stream) runSlow() {
 		}
 	}
 	for {
-		st.mu.Lock()
-		if st.closed || !(st.dirty || st.keepalive || st.move != nil) {
-			st.running = false
-			st.mu.Unlock()
+		w, ok := st.next()
+		if !ok {
 			return
 		}
-		w := st.takeLocked()
-		st.mu.Unlock()
 		if err := st.flush(&w, false); err != nil {
 			st.close(err)
 			return
@@ -170,6 +162,19 @@ var errWouldBlock = errors.New("write would block")
 type work struct {
 	dirty, keepalive bool
 	move             []byte
+}
+
+// next takes the flusher's next work, or, when there is none (or the
+// stream is closed), ends the flusher's turn: running goes false under the
+// same lock, so a wake from then on starts a new one.
+func (st *stream) next() (work, bool) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.closed || !(st.dirty || st.keepalive || st.move != nil) {
+		st.running = false
+		return work{}, false
+	}
+	return st.takeLocked(), true
 }
 
 func (st *stream) takeLocked() work {

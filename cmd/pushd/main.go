@@ -85,36 +85,27 @@ func newLogger(c *cli.Context) (*slog.Logger, error) {
 	return nil, cli.Exit("--log-format: want text or json", 2)
 }
 
-// pushdConfig maps the farm file's pushd section onto pushd.Config.
+// pushdConfig maps the farm file's pushd section onto pushd.Config. Zero
+// means default on both sides, so the values are copied as they are and
+// pushd.New fills in what the file left out.
 func pushdConfig(f *config.Farm, n *config.Node) pushd.Config {
 	p := f.Pushd
-	cfg := pushd.DefaultConfig()
-	cfg.Listen = n.Listen
-	cfg.PublishToken = f.Tokens.Publish
-	cfg.AdminToken = f.Tokens.Admin
-	cfg.Capacity = n.Capacity
-	set := func(dst *time.Duration, v time.Duration) {
-		if v != 0 {
-			*dst = v
-		}
+	return pushd.Config{
+		Listen:         n.Listen,
+		PublishToken:   f.Tokens.Publish,
+		AdminToken:     f.Tokens.Admin,
+		Capacity:       n.Capacity,
+		HistorySize:    p.HistorySize,
+		HistoryAge:     p.HistoryAge,
+		KeepAlive:      p.KeepAlive,
+		MaxPayload:     p.MaxPayload,
+		MaxTopics:      p.MaxTopics,
+		DrainWindow:    p.DrainWindow,
+		MoveGrace:      p.MoveGrace,
+		PublishTimeout: p.PublishTimeout,
+		WriteTimeout:   p.WriteTimeout,
+		ReplicaWait:    p.ReplicaWait,
 	}
-	if p.HistorySize != 0 {
-		cfg.HistorySize = p.HistorySize
-	}
-	if p.MaxPayload != 0 {
-		cfg.MaxPayload = p.MaxPayload
-	}
-	if p.MaxTopics != 0 {
-		cfg.MaxTopics = p.MaxTopics
-	}
-	set(&cfg.HistoryAge, p.HistoryAge)
-	set(&cfg.KeepAlive, p.KeepAlive)
-	set(&cfg.DrainWindow, p.DrainWindow)
-	set(&cfg.MoveGrace, p.MoveGrace)
-	set(&cfg.PublishTimeout, p.PublishTimeout)
-	set(&cfg.WriteTimeout, p.WriteTimeout)
-	set(&cfg.ReplicaWait, p.ReplicaWait)
-	return cfg
 }
 
 func run(c *cli.Context) error {
