@@ -156,7 +156,6 @@ func (h *hub) deliverLocked(t *topic, e *epochLog, m *message) {
 	e.msgs = append(e.msgs, m)
 	e.head = m.Seq
 	e.changed = time.Now()
-	m.deliveredAt = e.changed.UnixNano()
 	t.fifo = append(t.fifo, m)
 	for len(t.fifo) > h.s.cfg.HistorySize {
 		h.evictLocked(t)
@@ -408,6 +407,9 @@ func (h *hub) askDepsLocked(t *topic, m *message, now time.Time) {
 		}
 		if d.Seq > e.fillTo {
 			e.fillTo = d.Seq
+		}
+		if m.fetched && d.Seq > e.catchUpTo { // history's dependencies are history
+			e.catchUpTo = d.Seq
 		}
 		h.askFillLocked(t, e, m.Origin)
 	}

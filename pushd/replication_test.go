@@ -344,6 +344,7 @@ func TestNewClientSeesGapFilledFromSkewedOrigin(t *testing.T) {
 					c.skew = skew
 				}
 			}, "a", "b")
+			settle(t, nodes["a"], nodes["b"])
 			c := openStream(t, nil, streamURL(nodes["b"], "g"), "")
 			waitFor(t, func() bool { return nodes["b"].s.Users() == 1 })
 			f.setCut("a", "b", true)
@@ -359,4 +360,16 @@ func TestNewClientSeesGapFilledFromSkewedOrigin(t *testing.T) {
 			}
 		})
 	}
+}
+
+// settle waits until the start-up exchange between two nodes is over: a
+// publish is answered once the other node took it in, and each pair's
+// frames go in order, so once one publish each way is answered, a's
+// answer to b's sync (what a holds) has reached b. Otherwise a sync
+// answered late may describe a message published since as history to
+// catch up on.
+func settle(t *testing.T, a, b *testNode) {
+	t.Helper()
+	mustPublish(t, b.url, "settle", "b")
+	mustPublish(t, a.url, "settle", "a")
 }

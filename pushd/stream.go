@@ -324,19 +324,10 @@ func (st *stream) collect(sc *scratch) (out []byte, more bool) {
 				base = e.head + 1
 			}
 			if k < 0 && !st.resumed {
-				// An epoch this new client has not met: it may be old
-				// history a fill brought in after the stream started
-				// (a node that just restarted). A new client sees what
-				// is published from its start on: the messages at the
-				// end of the history that came live after it did (by
-				// this node's clock), or that were published after it
-				// came (by the origin's clock: fetched history, where
-				// arrival says nothing).
-				i := len(e.msgs)
-				for i > 0 && st.sinceStart(e.msgs[i-1]) {
-					i--
-				}
-				seen = base - 1 + uint64(i)
+				// An epoch this new client has not met: everything of it
+				// came here after the client did, so it is all news, but
+				// for history the node caught up on (skipped below).
+				seen = base - 1
 				k = st.cur.set(k, t.hash, ep, seen)
 			}
 			if seen+1 < base {
@@ -411,7 +402,7 @@ func (st *stream) collect(sc *scratch) (out []byte, more bool) {
 			}
 		}
 		st.cur.set(st.cur.find(t.hash, m.Epoch), t.hash, m.Epoch, m.Seq)
-		if shown {
+		if shown || st.old(m) {
 			continue
 		}
 		buf = appendEvent(buf, st.cur, m)
@@ -419,13 +410,14 @@ func (st *stream) collect(sc *scratch) (out []byte, more bool) {
 	}
 }
 
-// sinceStart says whether a new client should see m, a message of an
-// epoch it met after it connected.
-func (st *stream) sinceStart(m *message) bool {
-	if !m.fetched && m.deliveredAt >= st.start.UnixNano() {
-		return true
-	}
-	return !m.At.Before(st.start)
+// old says that a new client (one that gave no cursor) is not to see m:
+// history this node caught up on that was published before the client
+// came. News (a live message, a gap or dependency filled because of one)
+// is shown whatever the origin's clock says; the node can be still
+// catching up when a client comes, so this holds for every message, not
+// only for epochs the client meets later.
+func (st *stream) old(m *message) bool {
+	return !st.resumed && m.fetched && m.At.Before(st.start)
 }
 
 // appendEvent appends one SSE event: the stream's cursor as id, the topic

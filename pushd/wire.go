@@ -81,12 +81,11 @@ type message struct {
 
 	// local is the message's place in its topic on this node (hub.mu).
 	local uint64
-	// deliveredAt is when this node delivered it (unix ns, this node's
-	// clock); fetched says it is history this node caught up on (after a
-	// restart or being away: another node said it held it) rather than
-	// news. Both decide what a new client sees.
-	deliveredAt int64
-	fetched     bool
+	// fetched says it is history this node caught up on (after a restart
+	// or being away: another node said it held it, or such history
+	// depends on it) rather than news: a new client is not shown fetched
+	// messages published before it came.
+	fetched bool
 	// blocked is when the message, next in its epoch, was first found
 	// waiting for a dependency (hub.mu); zero while it is not.
 	blocked time.Time
