@@ -33,6 +33,12 @@ type hub struct {
 	peersMu sync.Mutex
 	peers   map[string]*peerSender
 	up      map[string]bool // peers UP or DRAINING in the last table seen
+
+	// heard is when each peer's last frame came (under mu): a peer that
+	// just spoke can be asked for a fill though the table does not show
+	// it UP yet (a restarted node hears a peer's news of what it holds
+	// before the mesh marks that peer UP).
+	heard map[string]time.Time
 }
 
 // keyEntry is the first copy of a message this node saw with a given
@@ -481,6 +487,7 @@ func (h *hub) receive(from string, ms []*message) {
 	now := time.Now()
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	h.heardLocked(from, now)
 	touched := map[*topic]bool{} // → whether a message was delivered
 	for _, m := range ms {
 		if m.Epoch == h.s.epoch {
@@ -626,7 +633,7 @@ func (h *hub) askFillLocked(t *topic, e *epochLog, prefer string) {
 	up := h.upPeers()
 	var who string
 	for _, c := range append([]string{prefer, e.origin}, up...) {
-		if c != "" && c != h.s.self && !e.fillAsked[c] && h.isUp(c) {
+		if c != "" && c != h.s.self && !e.fillAsked[c] && h.reachableLocked(c, now) {
 			who = c
 			break
 		}
@@ -714,6 +721,7 @@ func (h *hub) answerFill(from string, f *fill) {
 func (h *hub) haves(from string, hs []have) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	h.heardLocked(from, time.Now())
 	for _, hv := range hs {
 		if hv.Epoch == h.s.epoch || hv.Head == 0 {
 			continue
@@ -763,6 +771,25 @@ func (h *hub) upPeers() []string {
 func (h *hub) isUp(name string) bool {
 	srv, ok := h.s.mesh.Table().Find(name)
 	return ok && srv.Status != farm.StatusDown
+}
+
+// heardLocked notes that a frame from peer came now.
+func (h *hub) heardLocked(peer string, now time.Time) {
+	if h.heard == nil {
+		h.heard = map[string]time.Time{}
+	}
+	h.heard[peer] = now
+}
+
+// reachableLocked tells whether peer can be asked for data: a member UP
+// or DRAINING in the table, or a member heard from within the last second.
+func (h *hub) reachableLocked(peer string, now time.Time) bool {
+	srv, ok := h.s.mesh.Table().Find(peer)
+	if !ok {
+		return false
+	}
+	at, heard := h.heard[peer]
+	return srv.Status != farm.StatusDown || heard && now.Sub(at) < time.Second
 }
 
 // start runs the table watcher and the housekeeping.

@@ -373,3 +373,39 @@ func settle(t *testing.T, a, b *testNode) {
 	mustPublish(t, b.url, "settle", "b")
 	mustPublish(t, a.url, "settle", "a")
 }
+
+// TestNewsFromPeerNotYetUp: a restarted node can hear a peer's news of what
+// it holds before its table shows that peer UP (the mesh link is up, the
+// peer's status record not in yet). The peer that spoke is asked for the
+// range, which is not given up as a gap nobody holds: the node's clients
+// get the messages, with no reset.
+func TestNewsFromPeerNotYetUp(t *testing.T) {
+	f := newMemFarm("a", "b") // b stays DOWN in a's table throughout
+	s := startNodes(t, f, nil, "a")["a"].s
+	c := openStream(t, nil, streamURL(&testNode{url: "http://" + s.Addr().String()}, "t"), "")
+	waitFor(t, func() bool { return s.Users() == 1 })
+
+	if err := s.HandlePeer("b", encodeHaves([]have{{Topic: "t", Origin: "b", Epoch: 7, Base: 1, Head: 3}})); err != nil {
+		t.Fatal(err)
+	}
+	if n := testutilCounter(t, s, "farmlb_pushd_gaps_lost_total"); n != 0 {
+		t.Fatalf("gaps_lost_total = %v: the range b just told of was given up", n)
+	}
+	if n := testutilCounter(t, s, "farmlb_pushd_fill_requests_total"); n != 1 {
+		t.Errorf("fill_requests_total = %v, want 1 (b asked)", n)
+	}
+	var ms []*message
+	for seq := uint64(1); seq <= 3; seq++ {
+		ms = append(ms, &message{Topic: "t", Origin: "b", Epoch: 7, Seq: seq, At: time.Now(), Data: []byte(fmt.Sprint(seq))})
+	}
+	if err := s.HandlePeer("b", encodeMessages(ms)); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, ev := range c.collect(t, 3) {
+		got = append(got, ev.Event+":"+ev.Data)
+	}
+	if strings.Join(got, ",") != "t:1,t:2,t:3" {
+		t.Errorf("got %v, want t:1,t:2,t:3", got)
+	}
+}
