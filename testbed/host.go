@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/farmlb/farmlb/internal/proc"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 )
@@ -190,6 +191,17 @@ func (p *Proc) Signal(sig syscall.Signal) error {
 	default:
 	}
 	return p.cmd.Process.Signal(sig)
+}
+
+// Freeze stops the process with SIGSTOP, as a hang would, and returns once
+// every thread of it is stopped (kill(2) alone returns before that).
+func (p *Proc) Freeze() error {
+	select {
+	case <-p.done:
+		return fmt.Errorf("%s on %s has already exited", p.Name, p.Host.Name)
+	default:
+	}
+	return proc.Freeze(p.cmd.Process.Pid, 5*time.Second)
 }
 
 // kill sends SIGCONT then SIGKILL (a stopped process still dies on SIGKILL,

@@ -542,7 +542,7 @@ func (r *runner) fault(st Step) error {
 	case "kill":
 		return d.proc.Signal(syscall.SIGKILL)
 	case "stop":
-		return d.proc.Signal(syscall.SIGSTOP)
+		return d.proc.Freeze()
 	case "cont":
 		return d.proc.Signal(syscall.SIGCONT)
 	case "term":

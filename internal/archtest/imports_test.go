@@ -117,7 +117,7 @@ var allowedImports = map[string][]string{
 	"dnsd":      {"farm", "peerlink", "github.com/miekg/dns", "github.com/prometheus/client_golang", "golang.org/x/net", "golang.org/x/sys"},
 	"clientlib": {"farm", "github.com/miekg/dns"},
 	"webclient": {},
-	"testbed":   {"farm", "clientlib", "github.com/vishvananda/netlink", "github.com/vishvananda/netns", "github.com/miekg/dns", "go.yaml.in/yaml/v3", "golang.org/x/sys"},
+	"testbed":   {"farm", "clientlib", "internal/proc", "github.com/vishvananda/netlink", "github.com/vishvananda/netns", "github.com/miekg/dns", "go.yaml.in/yaml/v3", "golang.org/x/sys"},
 	"appliance": {"appliance", "config", "go.yaml.in/yaml/v3", "github.com/vishvananda/netlink", "github.com/vishvananda/netns", "golang.org/x/sys", "github.com/urfave/cli/v2"},
 }
 

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/farmlb/farmlb/farm"
+	"github.com/farmlb/farmlb/internal/proc"
 	"github.com/farmlb/farmlb/peerlink"
 )
 
@@ -275,7 +276,13 @@ func (f *Farm) Kill(name string) {
 }
 
 // Stop freezes a member with SIGSTOP, as a hang would; Cont resumes it.
-func (f *Farm) Stop(name string) { f.Procs[name].cmd.Process.Signal(syscall.SIGSTOP) }
+// It returns once every thread of the process is stopped (see proc.Freeze).
+func (f *Farm) Stop(name string) {
+	f.t.Helper()
+	if err := proc.Freeze(f.Procs[name].cmd.Process.Pid, 5*time.Second); err != nil {
+		f.t.Fatalf("stop %s: %v", name, err)
+	}
+}
 
 // Cont resumes a member frozen by Stop.
 func (f *Farm) Cont(name string) { f.Procs[name].cmd.Process.Signal(syscall.SIGCONT) }
