@@ -17,8 +17,10 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
+	"syscall"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -305,7 +307,7 @@ func deleteLink(name string) error {
 		}
 		return fmt.Errorf("find link %s: %w", name, err)
 	}
-	if err := netlink.LinkDel(link); err != nil {
+	if err := netlink.LinkDel(link); err != nil && !errors.Is(err, syscall.ENODEV) { // ENODEV: gone meanwhile
 		return fmt.Errorf("delete link %s: %w", name, err)
 	}
 	return nil
@@ -355,7 +357,7 @@ func Down(prefix string) (Removed, error) {
 	if prefix == "" {
 		return r, errors.New("down needs a non-empty prefix")
 	}
-	namespaces, _, err := Leftovers(prefix)
+	namespaces, before, err := Leftovers(prefix)
 	if err != nil {
 		return r, err
 	}
@@ -376,12 +378,20 @@ func Down(prefix string) (Removed, error) {
 		}
 		r.Namespaces = append(r.Namespaces, name)
 	}
-	// Links are listed again: removing a namespace removes the veth ends in it.
+	// Removing a namespace removes the veth ends in it, and their peers
+	// here — once its last process has exited and the kernel got to it,
+	// which may be before or after this line: so every link is deleted if
+	// still there, and each one there at the start is reported removed.
 	_, links, err := Leftovers(prefix)
 	if err != nil {
 		return r, err
 	}
 	for _, name := range links {
+		if !slices.Contains(before, name) {
+			before = append(before, name)
+		}
+	}
+	for _, name := range before {
 		if err := deleteLink(name); err != nil {
 			errs = append(errs, err)
 			continue

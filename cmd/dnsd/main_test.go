@@ -178,16 +178,32 @@ func (p *proc) waitLog(t *testing.T, s string) string {
 	for {
 		select {
 		case line := <-p.lines:
-			p.seen = append(p.seen, line)
-			if strings.Contains(line, s) {
+			if p.saw(line, s) {
 				return line
 			}
 		case <-p.done:
-			t.Fatalf("dnsd exited before logging %q", s)
+			// The reader queued every line before it closed done, and
+			// select picks among ready cases at random: read the rest.
+			for {
+				select {
+				case line := <-p.lines:
+					if p.saw(line, s) {
+						return line
+					}
+				default:
+					t.Fatalf("dnsd exited before logging %q", s)
+				}
+			}
 		case <-timeout:
 			t.Fatalf("no log line %q within 30s", s)
 		}
 	}
+}
+
+// saw records a log line and reports whether it contains s.
+func (p *proc) saw(line, s string) bool {
+	p.seen = append(p.seen, line)
+	return strings.Contains(line, s)
 }
 
 func askA(t *testing.T, addr string) []string {
