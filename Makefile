@@ -37,6 +37,7 @@ fuzz-short: ## run every fuzz target for FUZZTIME (default 5s)
 	@FUZZTIME=$(FUZZTIME) scripts/fuzz-short.sh
 
 run: build ## a whole farm on loopback, no root, no config (make run ARGS=--help lists its flags)
+	@scripts/deps.sh run
 	@scripts/run.sh $(ARGS)
 
 bench-select: ## the balance benchmark of the selection policies

@@ -70,7 +70,8 @@ cleanup() {
   if [ "$keep" = 1 ]; then echo "kept $tmp"; else rm -rf "$tmp"; fi
 }
 trap cleanup EXIT
-trap 'exit 130' INT TERM
+# Ctrl-C (or SIGTERM) is how a run ends: stop everything, then exit 0.
+trap 'exit 0' INT TERM
 
 token=${FARMLB_TOKEN:-$(head -c 18 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' | head -c 20)}
 export FARMLB_TOKEN=$token

@@ -15,8 +15,9 @@ func caCommand() *cli.Command {
 	validity := &cli.DurationFlag{Name: "valid", Usage: "how long the certificate is valid (default: 10 years for the CA, 2 years for a member)", EnvVars: []string{"FARMLB_CA_VALID"}}
 	force := &cli.BoolFlag{Name: "force", Usage: "overwrite existing files", EnvVars: []string{"FARMLB_CA_FORCE"}}
 	return &cli.Command{
-		Name:  "ca",
-		Usage: "create the farm's CA and its members' certificates for the mesh",
+		Name:      "ca",
+		Usage:     "create the farm's CA and its members' certificates for the mesh",
+		UsageText: "farmctl ca init DIR | farmctl ca issue DIR NAME",
 		Description: `The members of a farm (every pushd node and dnsd observer) prove who they
 are to each other with certificates signed by the farm's own CA (ECDSA P-256).
 A member's certificate carries its name (subject CN and DNS SAN), which must be

@@ -23,15 +23,14 @@ func demoFeedCommand() *cli.Command {
 		Usage: "publish simulated price ticks to a farm, for demos",
 		Description: `Publishes a random walk of prices, one message per topic every --interval,
 as JSON ({"symbol","bid","ask","seq","ts"}; seq counts 1, 2, 3 … per symbol),
-on topics prices.SYMBOL. Each
-publish goes to the next URL of --url in turn; a URL that fails is skipped
-until the next round. Stops on SIGINT or SIGTERM.`,
+on topics prices.SYMBOL. Each publish goes to the next URL of --url in turn;
+a URL that fails is skipped until the next round. Stops on SIGINT or SIGTERM.`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "url", Usage: "comma-separated node `URLS` to publish to", Value: "http://127.0.0.11:8080", EnvVars: []string{"FARMLB_FEED_URL"}},
 			&cli.StringFlag{Name: "symbols", Usage: "comma-separated `SYMBOLS`", Value: "EURUSD,GBPUSD,USDJPY,BTCUSD", EnvVars: []string{"FARMLB_FEED_SYMBOLS"}},
 			&cli.DurationFlag{Name: "interval", Usage: "time between two ticks of one symbol", Value: 500 * time.Millisecond, EnvVars: []string{"FARMLB_FEED_INTERVAL"}},
 			&cli.StringFlag{Name: "token", Usage: "publish bearer `TOKEN`", EnvVars: []string{"FARMLB_TOKEN"}},
-			&cli.Uint64Flag{Name: "seed", Usage: "seed of the random walk (default: random)", EnvVars: []string{"FARMLB_SEED"}},
+			&cli.Uint64Flag{Name: "seed", Usage: "`SEED` of the random walk", DefaultText: "random", EnvVars: []string{"FARMLB_SEED"}},
 		},
 		Action: runDemoFeed,
 	}

@@ -26,14 +26,14 @@ import (
 
 func main() {
 	if err := newApp(os.Stdout, os.Stderr).Run(os.Args); err != nil {
-		fmt.Fprintln(os.Stderr, "pushd:", err)
+		cliutil.PrintError(os.Stderr, "pushd", err)
 		os.Exit(cliutil.ExitCode(err))
 	}
 }
 
 // newApp builds the command line with its writers passed in.
 func newApp(stdout, stderr io.Writer) *cli.App {
-	return &cli.App{
+	app := &cli.App{
 		Name:      "pushd",
 		Usage:     "a node of a farmlb farm: SSE streams, publish, farm list, drain",
 		Writer:    stdout,
@@ -68,6 +68,8 @@ Exit status: 0 after a clean stop, 1 on a runtime error, 2 on a usage error.`,
 		},
 		ExitErrHandler: func(*cli.Context, error) {},
 	}
+	cliutil.SetUsageErrors(app)
+	return app
 }
 
 func newLogger(c *cli.Context) (*slog.Logger, error) {

@@ -28,6 +28,8 @@ func TestUsageErrors(t *testing.T) {
 		{"missing file", []string{"--config", filepath.Join(dir, "nope.yaml"), "--node", "a"}, 1, "nope.yaml"},
 		{"stray argument", []string{"--config", farmFile, "--node", "a", "extra"}, 2, "unexpected argument"},
 		{"demo feed bad interval", []string{"demo-feed", "--interval", "0s"}, 2, "--interval"},
+		{"unknown flag", []string{"--bogus"}, 2, "flag provided but not defined: -bogus"},
+		{"demo feed unparsable interval", []string{"demo-feed", "--interval", "xyz"}, 2, "invalid value"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -43,6 +45,9 @@ func TestUsageErrors(t *testing.T) {
 			}
 			if code != tc.code || !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("exit %d %q, want %d containing %q", code, err, tc.code, tc.want)
+			}
+			if strings.Contains(out.String()+errw.String(), "USAGE:") {
+				t.Errorf("a usage error printed the whole help:\n%s%s", out.String(), errw.String())
 			}
 		})
 	}

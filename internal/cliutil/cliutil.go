@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"strings"
@@ -39,10 +40,14 @@ func Usage(format string, args ...any) error {
 func UsageError(_ *cli.Context, err error, _ bool) error { return cli.Exit(err.Error(), 2) }
 
 // SetUsageErrors installs UsageError on the app and on every command and
-// subcommand that has no handler of its own.
+// subcommand that has no handler of its own, and makes an unknown command
+// name a usage error too (urfave/cli would answer "No help topic", exit 3).
 func SetUsageErrors(app *cli.App) {
 	if app.OnUsageError == nil {
 		app.OnUsageError = UsageError
+	}
+	if app.Action == nil && len(app.Commands) > 0 {
+		app.Action = unknownCommand(cli.ShowAppHelp, func(c *cli.Context) string { return c.App.Name })
 	}
 	var walk func([]*cli.Command)
 	walk = func(cmds []*cli.Command) {
@@ -50,10 +55,35 @@ func SetUsageErrors(app *cli.App) {
 			if c.OnUsageError == nil {
 				c.OnUsageError = UsageError
 			}
+			if c.Action == nil && len(c.Subcommands) > 0 {
+				c.Action = unknownCommand(cli.ShowSubcommandHelp, func(c *cli.Context) string { return c.Command.HelpName })
+			}
 			walk(c.Subcommands)
 		}
 	}
 	walk(app.Commands)
+}
+
+// unknownCommand is the action of an app or command that only groups
+// others: with no argument it shows the help, with one it is not a command
+// it knows.
+func unknownCommand(help func(*cli.Context) error, name func(*cli.Context) string) cli.ActionFunc {
+	return func(c *cli.Context) error {
+		if !c.Args().Present() {
+			return help(c)
+		}
+		return Usage("unknown command %q (see %s --help)", c.Args().First(), name(c))
+	}
+}
+
+// PrintError prints a command's error once on w as "name: error", without
+// doubling a prefix the error already has ("dnsd: listen …").
+func PrintError(w io.Writer, name string, err error) {
+	msg := err.Error()
+	if !strings.HasPrefix(msg, name+": ") {
+		msg = name + ": " + msg
+	}
+	fmt.Fprintln(w, msg)
 }
 
 // Main runs app as a process's main does: with a context that SIGINT and
@@ -64,7 +94,7 @@ func Main(app *cli.App) {
 	err := app.RunContext(ctx, os.Args)
 	stop()
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "%s: %v\n", app.Name, err)
+		PrintError(os.Stderr, app.Name, err)
 		os.Exit(ExitCode(err))
 	}
 	os.Exit(0)

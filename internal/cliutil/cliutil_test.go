@@ -3,6 +3,7 @@ package cliutil
 import (
 	"bytes"
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/urfave/cli/v2"
@@ -10,9 +11,12 @@ import (
 
 func TestExitCodes(t *testing.T) {
 	app := &cli.App{
-		Name:     "x",
-		Writer:   &bytes.Buffer{},
-		Commands: []*cli.Command{{Name: "run", Flags: []cli.Flag{&cli.StringFlag{Name: "need", Required: true}}, Action: func(*cli.Context) error { return errors.New("boom") }}},
+		Name:   "x",
+		Writer: &bytes.Buffer{},
+		Commands: []*cli.Command{
+			{Name: "run", Flags: []cli.Flag{&cli.StringFlag{Name: "need", Required: true}}, Action: func(*cli.Context) error { return errors.New("boom") }},
+			{Name: "group", Subcommands: []*cli.Command{{Name: "sub", Action: func(*cli.Context) error { return nil }}}},
+		},
 		// Errors are printed by main.
 		ExitErrHandler: func(*cli.Context, error) {},
 	}
@@ -25,6 +29,8 @@ func TestExitCodes(t *testing.T) {
 		{"runtime error", []string{"x", "run", "--need", "v"}, 1},
 		{"unknown flag", []string{"x", "run", "--nope"}, 2},
 		{"missing required flag", []string{"x", "run"}, 2},
+		{"unknown command", []string{"x", "nope"}, 2},
+		{"unknown subcommand", []string{"x", "group", "nope"}, 2},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -34,7 +40,30 @@ func TestExitCodes(t *testing.T) {
 			}
 		})
 	}
+	if err := app.Run([]string{"x", "group", "nope"}); err == nil || err.Error() != `unknown command "nope" (see x group --help)` {
+		t.Errorf("unknown subcommand: %v", err)
+	}
+	// A group named alone shows its help, as before.
+	out := app.Writer.(*bytes.Buffer)
+	out.Reset()
+	if err := app.Run([]string{"x", "group"}); err != nil || !strings.Contains(out.String(), "sub") {
+		t.Errorf("x group: %v, printed %q", err, out)
+	}
 	if ExitCode(Usage("bad %s", "thing")) != 2 {
 		t.Error("Usage is not exit 2")
+	}
+}
+
+func TestPrintError(t *testing.T) {
+	for err, want := range map[error]string{
+		errors.New("listen: in use"):     "x: listen: in use\n",
+		errors.New("x: listen: in use"):  "x: listen: in use\n",
+		errors.New("xy: listen: in use"): "x: xy: listen: in use\n",
+	} {
+		var b bytes.Buffer
+		PrintError(&b, "x", err)
+		if b.String() != want {
+			t.Errorf("PrintError(%q) printed %q, want %q", err, b.String(), want)
+		}
 	}
 }
