@@ -479,6 +479,41 @@ func (h *hub) ackAllOwn() {
 	}
 }
 
+// resendOwn sends again, to the peers UP now, this node's own messages
+// that no peer acknowledged and whose every send failed (housekeeping):
+// a peer UP in the table may still fail a send (its link cut while
+// another member vouches for it, or a restart the table showed for an
+// instant), and such a message would otherwise wait, undelivered and
+// unknown to the peers' haves, and hold back its epoch's later messages,
+// until a peer happens to fetch it. With no peer UP, this node is every
+// UP node: it holds them.
+func (h *hub) resendOwn() {
+	up := h.upPeers()
+	h.mu.Lock()
+	var again []*message
+	for _, t := range h.topics {
+		if e := t.epochs[h.s.epoch]; e != nil {
+			for _, m := range e.unacked {
+				if !m.acked && m.settled >= m.sentTo {
+					m.sentTo, m.settled = len(up), 0
+					again = append(again, m)
+				}
+			}
+		}
+	}
+	h.mu.Unlock()
+	for _, p := range up {
+		for _, m := range again {
+			h.enqueue(p, outItem{msg: m})
+		}
+	}
+	if len(up) == 0 {
+		for _, m := range again {
+			h.acked(m, false)
+		}
+	}
+}
+
 // receive takes in messages from a peer (the origin, or a peer answering a
 // fill). A message is delivered when it is the next of its epoch and its
 // dependencies are delivered; otherwise it is held, and what it lacks (the
@@ -937,6 +972,7 @@ func (h *hub) housekeep() {
 		h.checkBlockedLocked(now)
 		h.forgetLocked(now)
 		h.mu.Unlock()
+		h.resendOwn()
 		h.s.m.history.Set(float64(held))
 	}
 }

@@ -19,16 +19,20 @@ type memFarm struct {
 	urls   map[string]string
 	prio   map[string]farm.Priority
 	cut    map[[2]string]bool // from→to links that drop everything
-	handle map[string]func(from string, body []byte) error
-	subs   map[chan struct{}]bool
-	sendMu map[[2]string]*sync.Mutex
+	// unreach: from→to links whose sends fail at once while the table
+	// shows the peer UP, as the mesh's Send to a peer that is
+	// unreachable (its link cut, another member vouching for it).
+	unreach map[[2]string]bool
+	handle  map[string]func(from string, body []byte) error
+	subs    map[chan struct{}]bool
+	sendMu  map[[2]string]*sync.Mutex
 }
 
 var errPeerDown = errors.New("peer down")
 
 func newMemFarm(names ...string) *memFarm {
 	f := &memFarm{nodes: names, status: map[string]farm.Status{}, users: map[string]int{}, urls: map[string]string{},
-		prio: map[string]farm.Priority{}, cut: map[[2]string]bool{}, handle: map[string]func(string, []byte) error{},
+		prio: map[string]farm.Priority{}, cut: map[[2]string]bool{}, unreach: map[[2]string]bool{}, handle: map[string]func(string, []byte) error{},
 		subs: map[chan struct{}]bool{}, sendMu: map[[2]string]*sync.Mutex{}}
 	for _, n := range names {
 		f.urls[n] = "http://" + n + ".invalid"
@@ -56,6 +60,12 @@ func (f *memFarm) setCut(from, to string, cut bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.cut[[2]string{from, to}] = cut
+}
+
+func (f *memFarm) setUnreachable(from, to string, cut bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.unreach[[2]string{from, to}] = cut
 }
 
 func (f *memFarm) mesh(name string) *memMesh { return &memMesh{f: f, self: name} }
@@ -103,7 +113,7 @@ func (m *memMesh) Send(ctx context.Context, peer string, body []byte) error {
 	f := m.f
 	f.mu.Lock()
 	h := f.handle[peer]
-	down := f.status[peer] == farm.StatusDown || f.status[m.self] == farm.StatusDown || h == nil
+	down := f.status[peer] == farm.StatusDown || f.status[m.self] == farm.StatusDown || h == nil || f.unreach[[2]string{m.self, peer}]
 	cut := f.cut[[2]string{m.self, peer}]
 	k := [2]string{m.self, peer}
 	mu := f.sendMu[k]

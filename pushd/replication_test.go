@@ -409,3 +409,35 @@ func TestNewsFromPeerNotYetUp(t *testing.T) {
 		t.Errorf("got %v, want t:1,t:2,t:3", got)
 	}
 }
+
+// TestPublishRetriedAfterUnreachablePeerReturns: two nodes (and, in the
+// real farm, dnsd observers that vouch for each): a's link to b is cut
+// while the table shows b UP, so a's publish reaches no second node and
+// is answered 503. Once the link is back, the publisher retries with the
+// same Idempotency-Key, as the answer asks, and is told the message is
+// taken: it must then reach the clients of both nodes, though nothing
+// else is published on the topic.
+func TestPublishRetriedAfterUnreachablePeerReturns(t *testing.T) {
+	f := newMemFarm("a", "b")
+	nodes := startNodes(t, f, nil, "a", "b")
+	settle(t, nodes["a"], nodes["b"])
+	streams := map[string]*sseClient{}
+	for _, n := range []string{"a", "b"} {
+		streams[n] = openStream(t, nil, streamURL(nodes[n], "t"), "")
+	}
+	waitFor(t, func() bool { return nodes["a"].s.Users()+nodes["b"].s.Users() == 2 })
+
+	f.setUnreachable("a", "b", true)
+	if code, body := publish(t, nodes["a"].url, "t", "m1", "Idempotency-Key", "k1"); code != http.StatusServiceUnavailable {
+		t.Fatalf("publish while b is unreachable: %d %s, want 503", code, body)
+	}
+	f.setUnreachable("a", "b", false)
+	if code, body := publish(t, nodes["a"].url, "t", "m1", "Idempotency-Key", "k1"); code != 200 {
+		t.Fatalf("publish retried once the link is back: %d %s", code, body)
+	}
+	for n, c := range streams {
+		if ev := c.next(t); ev.Data != "m1" {
+			t.Errorf("%s: got %+v, want m1", n, ev)
+		}
+	}
+}
