@@ -303,8 +303,29 @@ func (h *hub) publish(ctx context.Context, topicName, key string, data []byte) (
 	h.mu.Lock()
 	if key != "" {
 		if k, ok := h.keys[keyOf(topicName, key)]; ok {
+			// The first copy may be one of this node's own that no
+			// peer holds yet (its publish was answered 503): the retry
+			// is answered as that publish would be.
+			var done chan struct{}
+			if t := h.topics[topicName]; t != nil && k.epoch == h.s.epoch {
+				if m := t.findLocked(k.epoch, k.seq); m != nil {
+					done = m.done
+				}
+			}
 			h.mu.Unlock()
-			return messageID(&message{Topic: topicName, Epoch: k.epoch, Seq: k.seq}), true, nil
+			id = messageID(&message{Topic: topicName, Epoch: k.epoch, Seq: k.seq})
+			if done != nil {
+				timeout := time.NewTimer(h.s.cfg.PublishTimeout)
+				defer timeout.Stop()
+				select {
+				case <-done:
+				case <-ctx.Done():
+					return id, true, ctx.Err()
+				case <-timeout.C:
+					return id, true, errNotReplicated
+				}
+			}
+			return id, true, nil
 		}
 	}
 	t := h.topicLocked(topicName)

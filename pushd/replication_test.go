@@ -441,3 +441,25 @@ func TestPublishRetriedAfterUnreachablePeerReturns(t *testing.T) {
 		}
 	}
 }
+
+// TestKeyRetryWaitsForSecondCopy: a publish that no second node took
+// (a's link to b cut, b UP in the table) is answered 503; the publisher's
+// retry with the same Idempotency-Key on the same node must not be told
+// 200 while the message is still on a alone (a could die with it), nor
+// wait longer than a publish: 503 again, then 200 once b holds it.
+func TestKeyRetryWaitsForSecondCopy(t *testing.T) {
+	f := newMemFarm("a", "b")
+	nodes := startNodes(t, f, func(c *Config) { c.PublishTimeout = 500 * time.Millisecond }, "a", "b")
+	settle(t, nodes["a"], nodes["b"])
+	f.setUnreachable("a", "b", true)
+	for try := range 2 {
+		if code, body := publish(t, nodes["a"].url, "t", "m1", "Idempotency-Key", "k1"); code != http.StatusServiceUnavailable {
+			t.Fatalf("try %d while b is unreachable: %d %s, want 503", try, code, body)
+		}
+	}
+	f.setUnreachable("a", "b", false)
+	waitFor(t, func() bool {
+		code, _ := publish(t, nodes["a"].url, "t", "m1", "Idempotency-Key", "k1")
+		return code == 200
+	})
+}
