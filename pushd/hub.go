@@ -922,6 +922,21 @@ func (h *hub) tableChanged() {
 	}
 }
 
+// synced answers a peer's sync (it just saw this node come UP, or it just
+// started): it is told what this node holds, and, since it may be a
+// restart that the table showed DOWN too briefly for any watcher to see,
+// every other UP peer is told what this node holds of its former lives,
+// as when a peer goes DOWN (its last messages may have reached some
+// nodes and not others).
+func (h *hub) synced(from string) {
+	h.sendHaves(from, nil)
+	for _, p := range h.upPeers() {
+		if p != from {
+			h.sendHaves(p, []string{from})
+		}
+	}
+}
+
 // sendHaves tells a peer what this node holds, of the given origins (nil:
 // all), in frames of at most maxHaves.
 func (h *hub) sendHaves(peer string, origins []string) {

@@ -169,7 +169,7 @@ func (s *Server) HandlePeer(from string, body []byte) error {
 	case f.Haves != nil:
 		s.hub.haves(from, f.Haves)
 	case f.Sync:
-		s.hub.sendHaves(from, nil)
+		s.hub.synced(from)
 	}
 	return nil
 }

@@ -463,3 +463,35 @@ func TestKeyRetryWaitsForSecondCopy(t *testing.T) {
 		return code == 200
 	})
 }
+
+// TestQuickRestartUnseen: b publishes a message that reaches a but not
+// c, and restarts so quickly that no table watcher sees it DOWN (the
+// mesh shows a restarted peer DOWN only until its first status record
+// of the new life comes in). Nobody then tells c what a holds of b's
+// former life, as a DOWN would have had them do; the restarted b's sync
+// must: c's client gets the message though nothing more is published.
+func TestQuickRestartUnseen(t *testing.T) {
+	f := newMemFarm("a", "b", "c")
+	nodes := startNodes(t, f, nil, "a", "b", "c")
+	c := openStream(t, nil, streamURL(nodes["c"], "t"), "")
+	waitFor(t, func() bool { return nodes["c"].s.Users() == 1 })
+	f.setCut("b", "c", true)
+	mustPublish(t, nodes["b"].url, "t", "x")
+
+	f.mu.Lock() // the watchers of a and c miss b's restart
+	watchers := f.subs
+	f.subs = map[chan struct{}]bool{}
+	f.mu.Unlock()
+	nodes["b"].stop()
+	f.setCut("b", "c", false)
+	startNodes(t, f, nil, "b")
+	f.mu.Lock()
+	for ch := range watchers {
+		f.subs[ch] = true
+	}
+	f.mu.Unlock()
+
+	if ev := c.next(t); ev.Data != "x" {
+		t.Fatalf("got %+v, want x", ev)
+	}
+}
