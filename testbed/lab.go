@@ -75,6 +75,10 @@ type Lab struct {
 	bridge string
 	hosts  map[string]*Host
 	order  []*Host
+	// undo removes, last first, each object build made. Only those: a
+	// failed Up must not remove a running lab's bridge, or a namespace
+	// someone else made, just because it wanted the same name.
+	undo []func() error
 
 	mu    sync.Mutex
 	procs []*Proc
@@ -143,27 +147,38 @@ func Up(cfg LabConfig) (*Lab, error) {
 	l := &Lab{cfg: cfg, log: cfg.Logger, bridge: cfg.Prefix + "br", hosts: map[string]*Host{}}
 	if err := l.build(); err != nil {
 		_ = l.Close()
+		if errors.Is(err, os.ErrExist) {
+			err = fmt.Errorf("%w (a lab with this prefix is running, or a previous one was left over: if none is running, run `%s`)", err, downCommand(cfg.Prefix))
+		}
 		return nil, err
 	}
 	return l, nil
 }
 
+// downCommand is the command line that removes a lab with the prefix.
+func downCommand(prefix string) string {
+	if prefix == DefaultPrefix {
+		return "testbed down"
+	}
+	return "testbed down --prefix " + prefix
+}
+
 func (l *Lab) build() error {
 	br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: l.bridge}}
 	if err := netlink.LinkAdd(br); err != nil {
-		return fmt.Errorf("add bridge %s: %w (a previous lab may be left over: run `testbed down`)", l.bridge, err)
+		return fmt.Errorf("add bridge %s: %w", l.bridge, err)
 	}
+	l.undo = append(l.undo, func() error { return deleteLink(l.bridge) })
 	if err := netlink.LinkSetUp(br); err != nil {
 		return fmt.Errorf("bridge %s up: %w", l.bridge, err)
 	}
 	for _, hc := range l.cfg.Hosts {
 		h := &Host{Name: hc.Name, Addr: hc.Addr, NS: l.cfg.Prefix + hc.Name, Veth: l.cfg.Prefix + hc.Name, lab: l}
-		// Registered before it is built, so Close removes a half-built host.
-		l.hosts[h.Name] = h
-		l.order = append(l.order, h)
 		if err := l.buildHost(h); err != nil {
 			return fmt.Errorf("host %s: %w", h.Name, err)
 		}
+		l.hosts[h.Name] = h
+		l.order = append(l.order, h)
 	}
 	l.log.Info("lab up", "hosts", len(l.order), "bridge", l.bridge, "logs", l.cfg.LogDir)
 	return nil
@@ -199,11 +214,13 @@ func (l *Lab) buildHost(h *Host) error {
 	if err := newNamedNS(h.NS); err != nil {
 		return err
 	}
+	l.undo = append(l.undo, func() error { return deleteNamespace(h.NS) })
 	peer := h.Veth + "-p"
 	veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: h.Veth}, PeerName: peer}
 	if err := netlink.LinkAdd(veth); err != nil {
 		return fmt.Errorf("add veth %s: %w", h.Veth, err)
 	}
+	l.undo = append(l.undo, func() error { return deleteLink(h.Veth) })
 	br, err := netlink.LinkByName(l.bridge)
 	if err != nil {
 		return err
@@ -269,8 +286,8 @@ func (l *Lab) LogDir() string { return l.cfg.LogDir }
 func (l *Lab) Prefix() string { return l.cfg.Prefix }
 
 // Close stops every process the lab started (SIGKILL, then waits for it),
-// and removes the namespaces, veth pairs and bridge. It reports every error
-// but carries on, so one failure does not leave the rest behind.
+// and removes the namespaces, veth pairs and bridge it made. It reports
+// every error but carries on, so one failure does not leave the rest behind.
 func (l *Lab) Close() error {
 	l.mu.Lock()
 	procs := l.procs
@@ -283,21 +300,25 @@ func (l *Lab) Close() error {
 	for _, p := range procs {
 		<-p.done
 	}
-	for _, h := range l.order {
-		if err := deleteLink(h.Veth); err != nil {
+	for i := len(l.undo) - 1; i >= 0; i-- {
+		if err := l.undo[i](); err != nil {
 			errs = append(errs, err)
 		}
-		if err := netns.DeleteNamed(h.NS); err != nil && !errors.Is(err, os.ErrNotExist) {
-			errs = append(errs, fmt.Errorf("delete namespace %s: %w", h.NS, err))
-		}
 	}
-	if err := deleteLink(l.bridge); err != nil {
-		errs = append(errs, err)
-	}
+	l.undo = nil
 	l.log.Info("lab down", "hosts", len(l.order))
 	return errors.Join(errs...)
 }
 
+// deleteNamespace removes a named namespace; one already gone is no error.
+func deleteNamespace(name string) error {
+	if err := netns.DeleteNamed(name); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("delete namespace %s: %w", name, err)
+	}
+	return nil
+}
+
+// deleteLink removes a link; one already gone is no error.
 func deleteLink(name string) error {
 	link, err := netlink.LinkByName(name)
 	if err != nil {
