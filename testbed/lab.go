@@ -6,7 +6,8 @@
 // felt.
 //
 // Every kernel object the lab creates is named with a fixed prefix (see
-// DefaultPrefix), so Down can remove leftovers after a crash by name alone.
+// DefaultPrefix and ValidatePrefix), so Down can remove leftovers after a
+// crash by name and kind alone.
 package testbed
 
 import (
@@ -16,6 +17,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"slices"
 	"strings"
@@ -28,6 +30,22 @@ import (
 
 // DefaultPrefix starts the name of every namespace and link the lab makes.
 const DefaultPrefix = "flb-"
+
+// A prefix is lower-case letters and digits, then "-", and at most 12 bytes,
+// so a one-letter host's veth end (prefix, name, "-p") fits an interface
+// name. Its only "-" is its last byte, so no prefix starts another lab's
+// names, and Down with one cannot take eth0 or a link named like wk2x0.
+var prefixRE = regexp.MustCompile(`^[a-z0-9]{1,11}-$`)
+
+// ValidatePrefix reports whether prefix can name a lab's objects (see
+// LabConfig.Prefix). Whether a given lab's host names fit with it is
+// LabConfig.Validate's to say.
+func ValidatePrefix(prefix string) error {
+	if !prefixRE.MatchString(prefix) {
+		return fmt.Errorf("prefix %q is not a lab prefix: lower-case letters and digits, then \"-\", at most %d bytes (e.g. %s)", prefix, maxIfName-len("x-p"), DefaultPrefix)
+	}
+	return nil
+}
 
 // ErrNotRoot is returned when the lab is asked to change the network without
 // the privileges to do so.
@@ -57,7 +75,8 @@ type HostConfig struct {
 
 // LabConfig describes a lab.
 type LabConfig struct {
-	// Prefix starts every namespace and link name. If empty, DefaultPrefix.
+	// Prefix starts every namespace and link name: lower-case letters and
+	// digits, then "-" (see ValidatePrefix). If empty, DefaultPrefix.
 	Prefix string
 	// Hosts are the hosts to create, each in its own namespace.
 	Hosts []HostConfig
@@ -91,8 +110,8 @@ func (c *LabConfig) validate() error {
 	if c.Prefix == "" {
 		c.Prefix = DefaultPrefix
 	}
-	if len(c.Prefix)+len("br") > maxIfName {
-		return fmt.Errorf("prefix %q is too long for an interface name", c.Prefix)
+	if err := ValidatePrefix(c.Prefix); err != nil {
+		return err
 	}
 	if len(c.Hosts) == 0 {
 		return errors.New("a lab needs at least one host")
@@ -334,8 +353,12 @@ func deleteLink(name string) error {
 	return nil
 }
 
-// Leftovers lists the namespaces and links whose names start with prefix.
+// Leftovers lists the namespaces, and the links of the kinds a lab makes
+// (bridge, veth), whose names start with prefix.
 func Leftovers(prefix string) (namespaces, links []string, err error) {
+	if err := ValidatePrefix(prefix); err != nil {
+		return nil, nil, err
+	}
 	entries, err := os.ReadDir(netnsDir)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, nil, err
@@ -350,7 +373,7 @@ func Leftovers(prefix string) (namespaces, links []string, err error) {
 		return nil, nil, err
 	}
 	for _, link := range all {
-		if strings.HasPrefix(link.Attrs().Name, prefix) {
+		if kind := link.Type(); (kind == "bridge" || kind == "veth") && strings.HasPrefix(link.Attrs().Name, prefix) {
 			links = append(links, link.Attrs().Name)
 		}
 	}
@@ -367,16 +390,16 @@ type Removed struct {
 	Links      []string
 }
 
-// Down removes every namespace and link whose name starts with prefix, and
-// first kills (SIGKILL) every process still living in one of those
+// Down removes every namespace, bridge and veth whose name starts with prefix
+// (a valid one: see ValidatePrefix), and first kills (SIGKILL) every process still living in one of those
 // namespaces — what a crashed `testbed run` leaves behind.
 func Down(prefix string) (Removed, error) {
 	var r Removed
 	if err := RequireRoot(); err != nil {
 		return r, err
 	}
-	if prefix == "" {
-		return r, errors.New("down needs a non-empty prefix")
+	if err := ValidatePrefix(prefix); err != nil {
+		return r, err
 	}
 	namespaces, before, err := Leftovers(prefix)
 	if err != nil {

@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"go.uber.org/goleak"
 )
@@ -469,4 +470,59 @@ func TestFailedUpRemovesOnlyWhatItMade(t *testing.T) {
 			t.Errorf("after the failed Up: namespaces %v links %v, want only %s", ns, links, theirs)
 		}
 	})
+}
+
+func TestValidatePrefix(t *testing.T) {
+	for _, tc := range []struct {
+		prefix string
+		ok     bool
+	}{
+		{DefaultPrefix, true},
+		{"wk2-", true},
+		{"ft3a9-", true},
+		{"abcdefghijk-", true}, // 12 bytes: a one-letter host's "-p" end still fits
+		{"abcdefghijkl-", false},
+		{"", false},
+		{"-", false},
+		{"wk2x", false}, // would take wk2x0, a link of someone else's
+		{"e", false},    // would take eth0
+		{"a-b-", false},
+		{"a/b-", false},
+		{"Flb-", false},
+		{"flb -", false},
+	} {
+		t.Run(tc.prefix, func(t *testing.T) {
+			err := ValidatePrefix(tc.prefix)
+			if (err == nil) != tc.ok {
+				t.Errorf("ValidatePrefix(%q) = %v, want ok=%v", tc.prefix, err, tc.ok)
+			}
+		})
+	}
+}
+
+// Down removes only objects of the kinds a lab makes, named with a prefix a
+// lab could have.
+func TestDownLeavesOtherLinks(t *testing.T) {
+	needRoot(t)
+	prefix := testPrefix(t)
+	other := &netlink.Ifb{LinkAttrs: netlink.LinkAttrs{Name: prefix + "i0"}} // not a kind the lab makes
+	stem := strings.TrimSuffix(prefix, "-")
+	veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: stem + "x0"}, PeerName: stem + "x1"}
+	for _, l := range []netlink.Link{other, veth} {
+		if err := netlink.LinkAdd(l); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = deleteLink(l.Attrs().Name) })
+	}
+	if _, err := Down(stem); err == nil {
+		t.Errorf("Down(%q) took a prefix no lab can have", stem)
+	}
+	if _, err := Down(prefix); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{other.Name, veth.Name, veth.PeerName} {
+		if _, err := netlink.LinkByName(name); err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
 }
