@@ -11,6 +11,7 @@
 package testbed
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -106,11 +107,14 @@ type Lab struct {
 // maxIfName is the kernel's IFNAMSIZ less the trailing NUL.
 const maxIfName = 15
 
-func (c *LabConfig) validate() error {
-	if c.Prefix == "" {
-		c.Prefix = DefaultPrefix
-	}
-	if err := ValidatePrefix(c.Prefix); err != nil {
+// Validate reports whether the lab could be built as configured: a valid
+// prefix (DefaultPrefix if empty), and hosts whose names fit interface names
+// with it and whose names and addresses do not clash. It makes nothing and
+// needs no privileges, so a command line can check every lab it will build
+// before it builds the first.
+func (c LabConfig) Validate() error {
+	prefix := cmp.Or(c.Prefix, DefaultPrefix)
+	if err := ValidatePrefix(prefix); err != nil {
 		return err
 	}
 	if len(c.Hosts) == 0 {
@@ -122,7 +126,7 @@ func (c *LabConfig) validate() error {
 		switch {
 		case h.Name == "" || strings.ContainsAny(h.Name, "/ \t\n"):
 			return fmt.Errorf("hosts[%d].name: %q is not a usable host name", i, h.Name)
-		case len(c.Prefix)+len(h.Name)+len("-p") > maxIfName:
+		case len(prefix)+len(h.Name)+len("-p") > maxIfName:
 			return fmt.Errorf("hosts[%d].name: %q is too long (the prefix, the name and \"-p\" must fit in %d bytes)", i, h.Name, maxIfName)
 		case h.Name == "br":
 			return fmt.Errorf("hosts[%d].name: %q is taken by the bridge", i, h.Name)
@@ -136,9 +140,6 @@ func (c *LabConfig) validate() error {
 		seenName[h.Name] = true
 		seenAddr[h.Addr] = true
 	}
-	if c.Logger == nil {
-		c.Logger = slog.Default()
-	}
 	return nil
 }
 
@@ -150,8 +151,12 @@ func Up(cfg LabConfig) (*Lab, error) {
 	if err := RequireRoot(); err != nil {
 		return nil, err
 	}
-	if err := cfg.validate(); err != nil {
+	if err := cfg.Validate(); err != nil {
 		return nil, err
+	}
+	cfg.Prefix = cmp.Or(cfg.Prefix, DefaultPrefix)
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
 	}
 	if cfg.LogDir == "" {
 		dir, err := os.MkdirTemp("", "farmlb-testbed-")

@@ -65,7 +65,11 @@ runtime error or a failed scenario, 2 a usage error.`,
 					if c.NArg() > 0 {
 						return cliutil.Usage("down takes no arguments")
 					}
-					r, err := testbed.Down(c.String("prefix"))
+					prefix, err := labPrefix(c)
+					if err != nil {
+						return err
+					}
+					r, err := testbed.Down(prefix)
 					if errors.Is(err, testbed.ErrNotRoot) {
 						return err
 					}
@@ -106,6 +110,24 @@ runtime error or a failed scenario, 2 a usage error.`,
 
 var scenarioDirFlag = &cli.StringFlag{Name: "scenarios", Value: "testbed/scenarios", EnvVars: []string{"FARMLB_TESTBED_SCENARIOS"},
 	Usage: "`DIR` where scenario names are looked up"}
+
+// labPrefix is --prefix, checked before a command does anything with it.
+func labPrefix(c *cli.Context) (string, error) {
+	prefix := c.String("prefix")
+	if err := testbed.ValidatePrefix(prefix); err != nil {
+		return "", cliutil.Usage("--prefix: %v", err)
+	}
+	return prefix, nil
+}
+
+// checkLab says, as a usage error, why the lab of scenario s cannot be built
+// with the prefix (a host name too long for it): before any lab is built.
+func checkLab(s *testbed.Scenario, prefix string) error {
+	if err := (testbed.LabConfig{Prefix: prefix, Hosts: testbed.PlanFor(s).Hosts()}).Validate(); err != nil {
+		return cliutil.Usage("scenario %s: %v", s.Name, err)
+	}
+	return nil
+}
 
 func firstSentence(s string) string {
 	s = strings.TrimSpace(s)

@@ -23,6 +23,11 @@ func TestCommandLine(t *testing.T) {
 		{"unknown flag", []string{"run", "--bogus", "failover"}, 2, "", "flag provided but not defined"},
 		{"list", []string{"list", "--scenarios", "../../testbed/scenarios"}, 0, "partition", ""},
 		{"down with arguments", []string{"down", "x"}, 2, "", "down takes no arguments"},
+		{"down with an empty prefix", []string{"down", "--prefix", ""}, 2, "", `--prefix: prefix "" is not a lab prefix`},
+		{"down with a prefix no lab has", []string{"down", "--prefix", "tbfx"}, 2, "", `prefix "tbfx" is not a lab prefix`},
+		{"run with a bad prefix", []string{"run", "--prefix", "a/b-", "--scenarios", "../../testbed/scenarios", "all"}, 2, "", `prefix "a/b-" is not a lab prefix`},
+		{"run with a prefix too long for the hosts", []string{"run", "--prefix", "abcdefghijk-", "--scenarios", "../../testbed/scenarios", "failover"}, 2, "", `scenario failover: hosts[0].name: "serverA" is too long`},
+		{"up with a bad prefix", []string{"up", "--prefix", "abcdefghijklmn-", "--scenarios", "../../testbed/scenarios"}, 2, "", `prefix "abcdefghijklmn-" is not a lab prefix`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var stdout, stderr bytes.Buffer
@@ -34,6 +39,9 @@ func TestCommandLine(t *testing.T) {
 			}
 			if code != tc.code {
 				t.Errorf("exit %d, want %d (%v)", code, tc.code, err)
+			}
+			if code == 2 && stdout.Len() > 0 {
+				t.Errorf("a usage error printed %q on stdout", stdout.String())
 			}
 			if !strings.Contains(stdout.String(), tc.out) {
 				t.Errorf("stdout %q lacks %q", stdout.String(), tc.out)

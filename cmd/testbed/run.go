@@ -35,7 +35,8 @@ Exits 1 if any scenario missed its expectations.`,
 			if c.NArg() == 0 {
 				return cliutil.Usage("run needs at least one scenario (try testbed list)")
 			}
-			if err := testbed.RequireRoot(); err != nil {
+			prefix, err := labPrefix(c)
+			if err != nil {
 				return err
 			}
 			var paths []string
@@ -60,7 +61,13 @@ Exits 1 if any scenario missed its expectations.`,
 				if err != nil {
 					return cliutil.Usage("%v", err)
 				}
+				if err := checkLab(s, prefix); err != nil {
+					return err
+				}
 				scenarios = append(scenarios, s)
+			}
+			if err := testbed.RequireRoot(); err != nil {
+				return err
 			}
 			progress := c.App.ErrWriter
 			if c.Bool("quiet") {
@@ -71,7 +78,7 @@ Exits 1 if any scenario missed its expectations.`,
 				start := time.Now()
 				rep, err := testbed.Run(c.Context, testbed.RunConfig{
 					Scenario: s, BinDir: c.String("bin"), Unbound: c.String("unbound"),
-					OutDir: filepath.Join(c.String("out"), s.Name), Prefix: c.String("prefix"),
+					OutDir: filepath.Join(c.String("out"), s.Name), Prefix: prefix,
 					Progress: progress, Logger: logger(c), Seed: c.Uint64("seed"),
 				})
 				if c.Context.Err() != nil {
@@ -118,6 +125,10 @@ crash, "testbed down" does.`,
 			if c.NArg() > 1 {
 				return cliutil.Usage("up takes at most one scenario")
 			}
+			prefix, err := labPrefix(c)
+			if err != nil {
+				return err
+			}
 			name := "failover"
 			if c.NArg() == 1 {
 				name = c.Args().First()
@@ -130,12 +141,15 @@ crash, "testbed down" does.`,
 			if err != nil {
 				return cliutil.Usage("%v", err)
 			}
+			if err := checkLab(s, prefix); err != nil {
+				return err
+			}
 			if err := testbed.RequireRoot(); err != nil {
 				return err
 			}
 			if c.Bool("farm") {
 				f, err := testbed.StartFarm(c.Context, testbed.RunConfig{Scenario: s, BinDir: c.String("bin"), OutDir: c.String("out"),
-					Prefix: c.String("prefix"), Progress: c.App.ErrWriter, Logger: logger(c)})
+					Prefix: prefix, Progress: c.App.ErrWriter, Logger: logger(c)})
 				if err != nil {
 					return err
 				}
@@ -144,7 +158,7 @@ crash, "testbed down" does.`,
 				<-c.Context.Done()
 				return f.Close()
 			}
-			lab, err := testbed.Up(testbed.LabConfig{Prefix: c.String("prefix"), Hosts: testbed.PlanFor(s).Hosts(), LogDir: c.String("logs"), Logger: logger(c)})
+			lab, err := testbed.Up(testbed.LabConfig{Prefix: prefix, Hosts: testbed.PlanFor(s).Hosts(), LogDir: c.String("logs"), Logger: logger(c)})
 			if err != nil {
 				return err
 			}
