@@ -105,6 +105,8 @@ runtime error or a failed scenario, 2 a usage error.`,
 	for _, c := range app.Commands {
 		c.OnUsageError = onUsage
 	}
+	// Keeps the handlers above; makes an unknown command a usage error too.
+	cliutil.SetUsageErrors(app)
 	return app
 }
 

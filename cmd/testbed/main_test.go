@@ -22,6 +22,7 @@ func TestCommandLine(t *testing.T) {
 		{"bad scenario file", []string{"run", "testdata/bad.yaml"}, 2, "", `timeline[0].fault: "explode" is not one of`},
 		{"unknown flag", []string{"run", "--bogus", "failover"}, 2, "", "flag provided but not defined"},
 		{"list", []string{"list", "--scenarios", "../../testbed/scenarios"}, 0, "partition", ""},
+		{"unknown command", []string{"bogus"}, 2, "", `unknown command "bogus"`},
 		{"down with arguments", []string{"down", "x"}, 2, "", "down takes no arguments"},
 		{"down with an empty prefix", []string{"down", "--prefix", ""}, 2, "", `--prefix: prefix "" is not a lab prefix`},
 		{"down with a prefix no lab has", []string{"down", "--prefix", "tbfx"}, 2, "", `prefix "tbfx" is not a lab prefix`},
