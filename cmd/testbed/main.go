@@ -82,7 +82,10 @@ runtime error or a failed scenario, 2 a usage error.`,
 				Usage: "list the scenarios in the scenario folder",
 				Flags: []cli.Flag{scenarioDirFlag},
 				Action: func(c *cli.Context) error {
-					files, err := filepath.Glob(filepath.Join(c.String("scenarios"), "*.yaml"))
+					if c.NArg() > 0 {
+						return cliutil.Usage("list takes no arguments")
+					}
+					files, err := scenarioFiles(c.String("scenarios"))
 					if err != nil {
 						return err
 					}
@@ -137,6 +140,19 @@ func firstSentence(s string) string {
 		return s[:i+1]
 	}
 	return s
+}
+
+// scenarioFiles lists the scenarios in dir; none is a usage error (a wrong
+// --scenarios, most likely), not an empty run.
+func scenarioFiles(dir string) ([]string, error) {
+	files, err := filepath.Glob(filepath.Join(dir, "*.yaml"))
+	if err != nil {
+		return nil, err
+	}
+	if len(files) == 0 {
+		return nil, cliutil.Usage("no scenarios (*.yaml) in %s", dir)
+	}
+	return files, nil
 }
 
 // findScenario takes a name from the scenario folder, or a path.

@@ -10,6 +10,7 @@ import (
 )
 
 func TestCommandLine(t *testing.T) {
+	empty := t.TempDir()
 	for _, tc := range []struct {
 		name     string
 		args     []string
@@ -24,6 +25,10 @@ func TestCommandLine(t *testing.T) {
 		{"list", []string{"list", "--scenarios", "../../testbed/scenarios"}, 0, "partition", ""},
 		{"unknown command", []string{"bogus"}, 2, "", `unknown command "bogus"`},
 		{"down with arguments", []string{"down", "x"}, 2, "", "down takes no arguments"},
+		{"list with arguments", []string{"list", "--scenarios", "../../testbed/scenarios", "x"}, 2, "", "list takes no arguments"},
+		{"list a missing folder", []string{"list", "--scenarios", "/nonexistent"}, 2, "", "no scenarios (*.yaml) in /nonexistent"},
+		{"list an empty folder", []string{"list", "--scenarios", empty}, 2, "", "no scenarios (*.yaml) in " + empty},
+		{"run all in a missing folder", []string{"run", "--scenarios", "/nonexistent", "all"}, 2, "", "no scenarios (*.yaml) in /nonexistent"},
 		{"down with an empty prefix", []string{"down", "--prefix", ""}, 2, "", `--prefix: prefix "" is not a lab prefix`},
 		{"down with a prefix no lab has", []string{"down", "--prefix", "tbfx"}, 2, "", `prefix "tbfx" is not a lab prefix`},
 		{"run with a bad prefix", []string{"run", "--prefix", "a/b-", "--scenarios", "../../testbed/scenarios", "all"}, 2, "", `prefix "a/b-" is not a lab prefix`},

@@ -42,7 +42,7 @@ Exits 1 if any scenario missed its expectations.`,
 			var paths []string
 			for _, arg := range c.Args().Slice() {
 				if arg == "all" {
-					files, err := filepath.Glob(filepath.Join(c.String("scenarios"), "*.yaml"))
+					files, err := scenarioFiles(c.String("scenarios"))
 					if err != nil {
 						return err
 					}
