@@ -3,10 +3,13 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/farmlb/farmlb/internal/cliutil"
+	"github.com/farmlb/farmlb/testbed"
 )
 
 func TestCommandLine(t *testing.T) {
@@ -54,6 +57,27 @@ func TestCommandLine(t *testing.T) {
 			}
 			if !strings.Contains(stderr.String(), tc.err) {
 				t.Errorf("stderr %q lacks %q", stderr.String(), tc.err)
+			}
+		})
+	}
+}
+
+func TestSummaryLine(t *testing.T) {
+	rep := &testbed.Report{Scenario: "failover", Pass: true}
+	for _, tc := range []struct {
+		name string
+		rep  *testbed.Report
+		err  error
+		want string
+	}{
+		{"the summary", rep, nil, "failover         PASS  "},
+		{"where the report is", rep, nil, " (42s; report in build/testbed/failover/report.md)"},
+		{"an error", nil, errors.New("lab: boom"), "failover         ERROR lab: boom (42s)"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := summaryLine("failover", tc.rep, tc.err, 42*time.Second, "build/testbed/failover")
+			if !strings.Contains(got, tc.want) {
+				t.Errorf("%q lacks %q", got, tc.want)
 			}
 		})
 	}
