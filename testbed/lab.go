@@ -6,16 +6,19 @@
 // felt.
 //
 // Every kernel object the lab creates is named with a fixed prefix (see
-// DefaultPrefix), so Down can remove leftovers after a crash by name alone.
+// DefaultPrefix and ValidatePrefix), so Down can remove leftovers after a
+// crash by name and kind alone.
 package testbed
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"slices"
 	"strings"
@@ -28,6 +31,22 @@ import (
 
 // DefaultPrefix starts the name of every namespace and link the lab makes.
 const DefaultPrefix = "flb-"
+
+// A prefix is lower-case letters and digits, then "-", and at most 12 bytes,
+// so a one-letter host's veth end (prefix, name, "-p") fits an interface
+// name. Its only "-" is its last byte, so no prefix starts another lab's
+// names, and Down with one cannot take eth0 or a link named like wk2x0.
+var prefixRE = regexp.MustCompile(`^[a-z0-9]{1,11}-$`)
+
+// ValidatePrefix reports whether prefix can name a lab's objects (see
+// LabConfig.Prefix). Whether a given lab's host names fit with it is
+// LabConfig.Validate's to say.
+func ValidatePrefix(prefix string) error {
+	if !prefixRE.MatchString(prefix) {
+		return fmt.Errorf("prefix %q is not a lab prefix: lower-case letters and digits, then \"-\", at most %d bytes (e.g. %s)", prefix, maxIfName-len("x-p"), DefaultPrefix)
+	}
+	return nil
+}
 
 // ErrNotRoot is returned when the lab is asked to change the network without
 // the privileges to do so.
@@ -57,7 +76,8 @@ type HostConfig struct {
 
 // LabConfig describes a lab.
 type LabConfig struct {
-	// Prefix starts every namespace and link name. If empty, DefaultPrefix.
+	// Prefix starts every namespace and link name: lower-case letters and
+	// digits, then "-" (see ValidatePrefix). If empty, DefaultPrefix.
 	Prefix string
 	// Hosts are the hosts to create, each in its own namespace.
 	Hosts []HostConfig
@@ -75,6 +95,10 @@ type Lab struct {
 	bridge string
 	hosts  map[string]*Host
 	order  []*Host
+	// undo removes, last first, each object build made. Only those: a
+	// failed Up must not remove a running lab's bridge, or a namespace
+	// someone else made, just because it wanted the same name.
+	undo []func() error
 
 	mu    sync.Mutex
 	procs []*Proc
@@ -83,12 +107,15 @@ type Lab struct {
 // maxIfName is the kernel's IFNAMSIZ less the trailing NUL.
 const maxIfName = 15
 
-func (c *LabConfig) validate() error {
-	if c.Prefix == "" {
-		c.Prefix = DefaultPrefix
-	}
-	if len(c.Prefix)+len("br") > maxIfName {
-		return fmt.Errorf("prefix %q is too long for an interface name", c.Prefix)
+// Validate reports whether the lab could be built as configured: a valid
+// prefix (DefaultPrefix if empty), and hosts whose names fit interface names
+// with it and whose names and addresses do not clash. It makes nothing and
+// needs no privileges, so a command line can check every lab it will build
+// before it builds the first.
+func (c LabConfig) Validate() error {
+	prefix := cmp.Or(c.Prefix, DefaultPrefix)
+	if err := ValidatePrefix(prefix); err != nil {
+		return err
 	}
 	if len(c.Hosts) == 0 {
 		return errors.New("a lab needs at least one host")
@@ -99,7 +126,7 @@ func (c *LabConfig) validate() error {
 		switch {
 		case h.Name == "" || strings.ContainsAny(h.Name, "/ \t\n"):
 			return fmt.Errorf("hosts[%d].name: %q is not a usable host name", i, h.Name)
-		case len(c.Prefix)+len(h.Name)+len("-p") > maxIfName:
+		case len(prefix)+len(h.Name)+len("-p") > maxIfName:
 			return fmt.Errorf("hosts[%d].name: %q is too long (the prefix, the name and \"-p\" must fit in %d bytes)", i, h.Name, maxIfName)
 		case h.Name == "br":
 			return fmt.Errorf("hosts[%d].name: %q is taken by the bridge", i, h.Name)
@@ -113,9 +140,6 @@ func (c *LabConfig) validate() error {
 		seenName[h.Name] = true
 		seenAddr[h.Addr] = true
 	}
-	if c.Logger == nil {
-		c.Logger = slog.Default()
-	}
 	return nil
 }
 
@@ -127,8 +151,12 @@ func Up(cfg LabConfig) (*Lab, error) {
 	if err := RequireRoot(); err != nil {
 		return nil, err
 	}
-	if err := cfg.validate(); err != nil {
+	if err := cfg.Validate(); err != nil {
 		return nil, err
+	}
+	cfg.Prefix = cmp.Or(cfg.Prefix, DefaultPrefix)
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
 	}
 	if cfg.LogDir == "" {
 		dir, err := os.MkdirTemp("", "farmlb-testbed-")
@@ -143,27 +171,38 @@ func Up(cfg LabConfig) (*Lab, error) {
 	l := &Lab{cfg: cfg, log: cfg.Logger, bridge: cfg.Prefix + "br", hosts: map[string]*Host{}}
 	if err := l.build(); err != nil {
 		_ = l.Close()
+		if errors.Is(err, os.ErrExist) {
+			err = fmt.Errorf("%w (a lab with this prefix is running, or a previous one was left over: if none is running, run `%s`)", err, downCommand(cfg.Prefix))
+		}
 		return nil, err
 	}
 	return l, nil
 }
 
+// downCommand is the command line that removes a lab with the prefix.
+func downCommand(prefix string) string {
+	if prefix == DefaultPrefix {
+		return "testbed down"
+	}
+	return "testbed down --prefix " + prefix
+}
+
 func (l *Lab) build() error {
 	br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: l.bridge}}
 	if err := netlink.LinkAdd(br); err != nil {
-		return fmt.Errorf("add bridge %s: %w (a previous lab may be left over: run `testbed down`)", l.bridge, err)
+		return fmt.Errorf("add bridge %s: %w", l.bridge, err)
 	}
+	l.undo = append(l.undo, func() error { return deleteLink(l.bridge) })
 	if err := netlink.LinkSetUp(br); err != nil {
 		return fmt.Errorf("bridge %s up: %w", l.bridge, err)
 	}
 	for _, hc := range l.cfg.Hosts {
 		h := &Host{Name: hc.Name, Addr: hc.Addr, NS: l.cfg.Prefix + hc.Name, Veth: l.cfg.Prefix + hc.Name, lab: l}
-		// Registered before it is built, so Close removes a half-built host.
-		l.hosts[h.Name] = h
-		l.order = append(l.order, h)
 		if err := l.buildHost(h); err != nil {
 			return fmt.Errorf("host %s: %w", h.Name, err)
 		}
+		l.hosts[h.Name] = h
+		l.order = append(l.order, h)
 	}
 	l.log.Info("lab up", "hosts", len(l.order), "bridge", l.bridge, "logs", l.cfg.LogDir)
 	return nil
@@ -199,11 +238,13 @@ func (l *Lab) buildHost(h *Host) error {
 	if err := newNamedNS(h.NS); err != nil {
 		return err
 	}
+	l.undo = append(l.undo, func() error { return deleteNamespace(h.NS) })
 	peer := h.Veth + "-p"
 	veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: h.Veth}, PeerName: peer}
 	if err := netlink.LinkAdd(veth); err != nil {
 		return fmt.Errorf("add veth %s: %w", h.Veth, err)
 	}
+	l.undo = append(l.undo, func() error { return deleteLink(h.Veth) })
 	br, err := netlink.LinkByName(l.bridge)
 	if err != nil {
 		return err
@@ -269,8 +310,8 @@ func (l *Lab) LogDir() string { return l.cfg.LogDir }
 func (l *Lab) Prefix() string { return l.cfg.Prefix }
 
 // Close stops every process the lab started (SIGKILL, then waits for it),
-// and removes the namespaces, veth pairs and bridge. It reports every error
-// but carries on, so one failure does not leave the rest behind.
+// and removes the namespaces, veth pairs and bridge it made. It reports
+// every error but carries on, so one failure does not leave the rest behind.
 func (l *Lab) Close() error {
 	l.mu.Lock()
 	procs := l.procs
@@ -283,21 +324,25 @@ func (l *Lab) Close() error {
 	for _, p := range procs {
 		<-p.done
 	}
-	for _, h := range l.order {
-		if err := deleteLink(h.Veth); err != nil {
+	for i := len(l.undo) - 1; i >= 0; i-- {
+		if err := l.undo[i](); err != nil {
 			errs = append(errs, err)
 		}
-		if err := netns.DeleteNamed(h.NS); err != nil && !errors.Is(err, os.ErrNotExist) {
-			errs = append(errs, fmt.Errorf("delete namespace %s: %w", h.NS, err))
-		}
 	}
-	if err := deleteLink(l.bridge); err != nil {
-		errs = append(errs, err)
-	}
+	l.undo = nil
 	l.log.Info("lab down", "hosts", len(l.order))
 	return errors.Join(errs...)
 }
 
+// deleteNamespace removes a named namespace; one already gone is no error.
+func deleteNamespace(name string) error {
+	if err := netns.DeleteNamed(name); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("delete namespace %s: %w", name, err)
+	}
+	return nil
+}
+
+// deleteLink removes a link; one already gone is no error.
 func deleteLink(name string) error {
 	link, err := netlink.LinkByName(name)
 	if err != nil {
@@ -313,8 +358,12 @@ func deleteLink(name string) error {
 	return nil
 }
 
-// Leftovers lists the namespaces and links whose names start with prefix.
+// Leftovers lists the namespaces, and the links of the kinds a lab makes
+// (bridge, veth), whose names start with prefix.
 func Leftovers(prefix string) (namespaces, links []string, err error) {
+	if err := ValidatePrefix(prefix); err != nil {
+		return nil, nil, err
+	}
 	entries, err := os.ReadDir(netnsDir)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, nil, err
@@ -329,7 +378,7 @@ func Leftovers(prefix string) (namespaces, links []string, err error) {
 		return nil, nil, err
 	}
 	for _, link := range all {
-		if strings.HasPrefix(link.Attrs().Name, prefix) {
+		if kind := link.Type(); (kind == "bridge" || kind == "veth") && strings.HasPrefix(link.Attrs().Name, prefix) {
 			links = append(links, link.Attrs().Name)
 		}
 	}
@@ -346,16 +395,16 @@ type Removed struct {
 	Links      []string
 }
 
-// Down removes every namespace and link whose name starts with prefix, and
-// first kills (SIGKILL) every process still living in one of those
+// Down removes every namespace, bridge and veth whose name starts with prefix
+// (a valid one: see ValidatePrefix), and first kills (SIGKILL) every process still living in one of those
 // namespaces — what a crashed `testbed run` leaves behind.
 func Down(prefix string) (Removed, error) {
 	var r Removed
 	if err := RequireRoot(); err != nil {
 		return r, err
 	}
-	if prefix == "" {
-		return r, errors.New("down needs a non-empty prefix")
+	if err := ValidatePrefix(prefix); err != nil {
+		return r, err
 	}
 	namespaces, before, err := Leftovers(prefix)
 	if err != nil {

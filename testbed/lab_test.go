@@ -14,11 +14,14 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
 	"go.uber.org/goleak"
 )
 
@@ -417,5 +420,109 @@ func TestLabConfigErrors(t *testing.T) {
 				t.Fatalf("got %v, want an error containing %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// A failed Up removes only what it made itself: a running lab with the same
+// prefix, or a namespace someone else made under a name the lab wanted, is
+// left as it was.
+func TestFailedUpRemovesOnlyWhatItMade(t *testing.T) {
+	needRoot(t)
+	quiet := slog.New(slog.DiscardHandler)
+	t.Run("a lab running with the same prefix", func(t *testing.T) {
+		lab := newLab(t, "a", "b")
+		_, err := Up(LabConfig{Prefix: lab.Prefix(), LogDir: t.TempDir(), Logger: quiet,
+			Hosts: []HostConfig{{Name: "c", Addr: addr("198.18.0.3")}}})
+		hint := "testbed down --prefix " + lab.Prefix()
+		if err == nil || !strings.Contains(err.Error(), hint) {
+			t.Fatalf("second Up: %v, want an error naming %q", err, hint)
+		}
+		ns, links, err := Leftovers(lab.Prefix())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(ns) != 2 || len(links) != 3 {
+			t.Errorf("after the failed Up: namespaces %v links %v, want the running lab's 2 and 3", ns, links)
+		}
+		a, b := host(t, lab, "a"), host(t, lab, "b")
+		echoServer(t, b)
+		if err := echo(t.Context(), a, b); err != nil {
+			t.Errorf("the running lab is broken: %v", err)
+		}
+	})
+	t.Run("a namespace made by someone else", func(t *testing.T) {
+		prefix := testPrefix(t)
+		theirs := prefix + "b"
+		if err := newNamedNS(theirs); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = netns.DeleteNamed(theirs) })
+		_, err := Up(LabConfig{Prefix: prefix, LogDir: t.TempDir(), Logger: quiet,
+			Hosts: []HostConfig{{Name: "a", Addr: addr("198.18.0.1")}, {Name: "b", Addr: addr("198.18.0.2")}}})
+		if !errors.Is(err, os.ErrExist) {
+			t.Fatalf("Up: %v, want namespace %s exists", err, theirs)
+		}
+		ns, links, err := Leftovers(prefix)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(ns, []string{theirs}) || len(links) != 0 {
+			t.Errorf("after the failed Up: namespaces %v links %v, want only %s", ns, links, theirs)
+		}
+	})
+}
+
+func TestValidatePrefix(t *testing.T) {
+	for _, tc := range []struct {
+		prefix string
+		ok     bool
+	}{
+		{DefaultPrefix, true},
+		{"wk2-", true},
+		{"ft3a9-", true},
+		{"abcdefghijk-", true}, // 12 bytes: a one-letter host's "-p" end still fits
+		{"abcdefghijkl-", false},
+		{"", false},
+		{"-", false},
+		{"wk2x", false}, // would take wk2x0, a link of someone else's
+		{"e", false},    // would take eth0
+		{"a-b-", false},
+		{"a/b-", false},
+		{"Flb-", false},
+		{"flb -", false},
+	} {
+		t.Run(tc.prefix, func(t *testing.T) {
+			err := ValidatePrefix(tc.prefix)
+			if (err == nil) != tc.ok {
+				t.Errorf("ValidatePrefix(%q) = %v, want ok=%v", tc.prefix, err, tc.ok)
+			}
+		})
+	}
+}
+
+// Down removes only objects of the kinds a lab makes, named with a prefix a
+// lab could have.
+func TestDownLeavesOtherLinks(t *testing.T) {
+	needRoot(t)
+	prefix := testPrefix(t)
+	other := &netlink.Ifb{LinkAttrs: netlink.LinkAttrs{Name: prefix + "i0"}} // not a kind the lab makes
+	stem := strings.TrimSuffix(prefix, "-")
+	veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: stem + "x0"}, PeerName: stem + "x1"}
+	for _, l := range []netlink.Link{other, veth} {
+		if err := netlink.LinkAdd(l); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = deleteLink(l.Attrs().Name) })
+	}
+	if _, err := Down(stem); err == nil {
+		t.Errorf("Down(%q) took a prefix no lab can have", stem)
+	}
+	if _, err := Down(prefix); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{other.Name, veth.Name, veth.PeerName} {
+		if _, err := netlink.LinkByName(name); err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
 	}
 }

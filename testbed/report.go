@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -523,7 +524,7 @@ func writeReport(dir string, s *Scenario, rep *Report, rc *recorder) error {
 	}
 	fmt.Fprintf(&b, "%s\n\n| measure | value |\n| --- | --- |\n", verdict)
 	row := func(k string, v any) { fmt.Fprintf(&b, "| %s | %v |\n", k, v) }
-	row("detect_ms_max", rep.DetectMSMax)
+	row("detect_ms_max", msOrNA(rep.DetectMSMax))
 	keys := make([]string, 0, len(rep.DetectMS))
 	for k := range rep.DetectMS {
 		keys = append(keys, k)
@@ -532,8 +533,8 @@ func writeReport(dir string, s *Scenario, rep *Report, rc *recorder) error {
 	for _, k := range keys {
 		row("&nbsp;&nbsp;detect_ms "+k, rep.DetectMS[k])
 	}
-	row("dns_removed_ms", rep.DNSRemovedMS)
-	row("back_up_ms", rep.BackUpMS)
+	row("dns_removed_ms", msOrNA(rep.DNSRemovedMS))
+	row("back_up_ms", msOrNA(rep.BackUpMS))
 	row("reconnect_ms p50 / p99 / max", fmt.Sprintf("%d / %d / %d (%d reconnects)", rep.ReconnectMSP50, rep.ReconnectMSP99, rep.ReconnectMSMax, rep.Reconnects))
 	row("clientlib's failover time p50 / max", fmt.Sprintf("%d / %d", rep.FailoverTookMSP50, rep.FailoverTookMSMax))
 	row("lost", rep.Lost)
@@ -560,6 +561,15 @@ func writeReport(dir string, s *Scenario, rep *Report, rc *recorder) error {
 	b.WriteString("\n## Users per node\n\n![users per node](users.svg)\n\n## Reconnect times\n\n![reconnect times](reconnect.svg)\n")
 	b.WriteString("\nLogs: `logs/<host>.log`; client records: `clients/`; each node's last `/metrics`: `metrics/`.\n")
 	return os.WriteFile(filepath.Join(dir, "report.md"), []byte(b.String()), 0o644)
+}
+
+// msOrNA shows a time for a reader: -1 (the scenario has no such step, or
+// what is timed never happened) is "n/a".
+func msOrNA(ms int64) string {
+	if ms < 0 {
+		return "n/a"
+	}
+	return strconv.FormatInt(ms, 10)
 }
 
 func fmtUsers(u map[string]int) string {

@@ -3,6 +3,7 @@ package testbed
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -62,5 +63,24 @@ func TestSwarmSummaryRead(t *testing.T) {
 	os.WriteFile(bad, []byte("swarm: no farm found\n"), 0o644)
 	if err := rep.addSwarm(bad, nil); err == nil {
 		t.Error("a swarm that printed no summary was accepted")
+	}
+}
+
+// A measure that never happened (-1) reads "n/a" in report.md, not -1.
+func TestReportMarkdownSaysNA(t *testing.T) {
+	dir := t.TempDir()
+	s := &Scenario{Name: "failover", Description: "A node is killed."}
+	rep := &Report{Scenario: s.Name, DetectMSMax: 900, DNSRemovedMS: -1, BackUpMS: -1}
+	if err := writeReport(dir, s, rep, &recorder{}); err != nil {
+		t.Fatal(err)
+	}
+	md, err := os.ReadFile(filepath.Join(dir, "report.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"| detect_ms_max | 900 |", "| dns_removed_ms | n/a |", "| back_up_ms | n/a |"} {
+		if !strings.Contains(string(md), want) {
+			t.Errorf("report.md lacks %q:\n%s", want, md)
+		}
 	}
 }

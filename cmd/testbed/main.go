@@ -65,7 +65,11 @@ runtime error or a failed scenario, 2 a usage error.`,
 					if c.NArg() > 0 {
 						return cliutil.Usage("down takes no arguments")
 					}
-					r, err := testbed.Down(c.String("prefix"))
+					prefix, err := labPrefix(c)
+					if err != nil {
+						return err
+					}
+					r, err := testbed.Down(prefix)
 					if errors.Is(err, testbed.ErrNotRoot) {
 						return err
 					}
@@ -78,7 +82,10 @@ runtime error or a failed scenario, 2 a usage error.`,
 				Usage: "list the scenarios in the scenario folder",
 				Flags: []cli.Flag{scenarioDirFlag},
 				Action: func(c *cli.Context) error {
-					files, err := filepath.Glob(filepath.Join(c.String("scenarios"), "*.yaml"))
+					if c.NArg() > 0 {
+						return cliutil.Usage("list takes no arguments")
+					}
+					files, err := scenarioFiles(c.String("scenarios"))
 					if err != nil {
 						return err
 					}
@@ -101,11 +108,31 @@ runtime error or a failed scenario, 2 a usage error.`,
 	for _, c := range app.Commands {
 		c.OnUsageError = onUsage
 	}
+	// Keeps the handlers above; makes an unknown command a usage error too.
+	cliutil.SetUsageErrors(app)
 	return app
 }
 
 var scenarioDirFlag = &cli.StringFlag{Name: "scenarios", Value: "testbed/scenarios", EnvVars: []string{"FARMLB_TESTBED_SCENARIOS"},
 	Usage: "`DIR` where scenario names are looked up"}
+
+// labPrefix is --prefix, checked before a command does anything with it.
+func labPrefix(c *cli.Context) (string, error) {
+	prefix := c.String("prefix")
+	if err := testbed.ValidatePrefix(prefix); err != nil {
+		return "", cliutil.Usage("--prefix: %v", err)
+	}
+	return prefix, nil
+}
+
+// checkLab says, as a usage error, why the lab of scenario s cannot be built
+// with the prefix (a host name too long for it): before any lab is built.
+func checkLab(s *testbed.Scenario, prefix string) error {
+	if err := (testbed.LabConfig{Prefix: prefix, Hosts: testbed.PlanFor(s).Hosts()}).Validate(); err != nil {
+		return cliutil.Usage("scenario %s: %v", s.Name, err)
+	}
+	return nil
+}
 
 func firstSentence(s string) string {
 	s = strings.TrimSpace(s)
@@ -113,6 +140,19 @@ func firstSentence(s string) string {
 		return s[:i+1]
 	}
 	return s
+}
+
+// scenarioFiles lists the scenarios in dir; none is a usage error (a wrong
+// --scenarios, most likely), not an empty run.
+func scenarioFiles(dir string) ([]string, error) {
+	files, err := filepath.Glob(filepath.Join(dir, "*.yaml"))
+	if err != nil {
+		return nil, err
+	}
+	if len(files) == 0 {
+		return nil, cliutil.Usage("no scenarios (*.yaml) in %s", dir)
+	}
+	return files, nil
 }
 
 // findScenario takes a name from the scenario folder, or a path.

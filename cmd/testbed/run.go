@@ -21,7 +21,8 @@ func runCommand(prefix *cli.StringFlag, verbose *cli.BoolFlag, logger func(*cli.
 play the timeline (client arrivals, faults) while publishing a numbered sequence
 and polling every member, then write OUT/NAME/report.json, report.md,
 users.svg and reconnect.svg, one log per host in OUT/NAME/logs, and remove
-the lab. Prints progress while it runs and one summary line per scenario.
+the lab. Prints progress while it runs and one summary line per scenario,
+ending with where its report is.
 Exits 1 if any scenario missed its expectations.`,
 		Flags: []cli.Flag{
 			prefix, verbose, scenarioDirFlag,
@@ -35,13 +36,14 @@ Exits 1 if any scenario missed its expectations.`,
 			if c.NArg() == 0 {
 				return cliutil.Usage("run needs at least one scenario (try testbed list)")
 			}
-			if err := testbed.RequireRoot(); err != nil {
+			prefix, err := labPrefix(c)
+			if err != nil {
 				return err
 			}
 			var paths []string
 			for _, arg := range c.Args().Slice() {
 				if arg == "all" {
-					files, err := filepath.Glob(filepath.Join(c.String("scenarios"), "*.yaml"))
+					files, err := scenarioFiles(c.String("scenarios"))
 					if err != nil {
 						return err
 					}
@@ -60,7 +62,13 @@ Exits 1 if any scenario missed its expectations.`,
 				if err != nil {
 					return cliutil.Usage("%v", err)
 				}
+				if err := checkLab(s, prefix); err != nil {
+					return err
+				}
 				scenarios = append(scenarios, s)
+			}
+			if err := testbed.RequireRoot(); err != nil {
+				return err
 			}
 			progress := c.App.ErrWriter
 			if c.Bool("quiet") {
@@ -69,26 +77,19 @@ Exits 1 if any scenario missed its expectations.`,
 			failed := 0
 			for _, s := range scenarios {
 				start := time.Now()
+				out := filepath.Join(c.String("out"), s.Name)
 				rep, err := testbed.Run(c.Context, testbed.RunConfig{
 					Scenario: s, BinDir: c.String("bin"), Unbound: c.String("unbound"),
-					OutDir: filepath.Join(c.String("out"), s.Name), Prefix: c.String("prefix"),
+					OutDir: out, Prefix: prefix,
 					Progress: progress, Logger: logger(c), Seed: c.Uint64("seed"),
 				})
 				if c.Context.Err() != nil {
 					return errors.New("interrupted; the lab was removed")
 				}
-				var line string
-				if err != nil {
+				if err != nil || !rep.Pass {
 					failed++
-					line = fmt.Sprintf("%-16s ERROR %v", s.Name, err)
-				} else {
-					if !rep.Pass {
-						failed++
-					}
-					line = rep.Summary()
 				}
-				line += fmt.Sprintf(" (%.0fs)", time.Since(start).Seconds())
-				fmt.Fprintln(c.App.Writer, line)
+				fmt.Fprintln(c.App.Writer, summaryLine(s.Name, rep, err, time.Since(start), out))
 			}
 			if failed > 0 {
 				return fmt.Errorf("%d of %d scenarios failed", failed, len(scenarios))
@@ -96,6 +97,15 @@ Exits 1 if any scenario missed its expectations.`,
 			return nil
 		},
 	}
+}
+
+// summaryLine is run's line for one scenario: the report's summary and where
+// the report is, or the error; and how long it took.
+func summaryLine(name string, rep *testbed.Report, err error, took time.Duration, out string) string {
+	if err != nil {
+		return fmt.Sprintf("%-16s ERROR %v (%.0fs)", name, err, took.Seconds())
+	}
+	return fmt.Sprintf("%s (%.0fs; report in %s)", rep.Summary(), took.Seconds(), filepath.Join(out, "report.md"))
 }
 
 func upCommand(prefix *cli.StringFlag, verbose *cli.BoolFlag, logger func(*cli.Context) *slog.Logger) *cli.Command {
@@ -118,6 +128,10 @@ crash, "testbed down" does.`,
 			if c.NArg() > 1 {
 				return cliutil.Usage("up takes at most one scenario")
 			}
+			prefix, err := labPrefix(c)
+			if err != nil {
+				return err
+			}
 			name := "failover"
 			if c.NArg() == 1 {
 				name = c.Args().First()
@@ -130,12 +144,15 @@ crash, "testbed down" does.`,
 			if err != nil {
 				return cliutil.Usage("%v", err)
 			}
+			if err := checkLab(s, prefix); err != nil {
+				return err
+			}
 			if err := testbed.RequireRoot(); err != nil {
 				return err
 			}
 			if c.Bool("farm") {
 				f, err := testbed.StartFarm(c.Context, testbed.RunConfig{Scenario: s, BinDir: c.String("bin"), OutDir: c.String("out"),
-					Prefix: c.String("prefix"), Progress: c.App.ErrWriter, Logger: logger(c)})
+					Prefix: prefix, Progress: c.App.ErrWriter, Logger: logger(c)})
 				if err != nil {
 					return err
 				}
@@ -144,7 +161,7 @@ crash, "testbed down" does.`,
 				<-c.Context.Done()
 				return f.Close()
 			}
-			lab, err := testbed.Up(testbed.LabConfig{Prefix: c.String("prefix"), Hosts: testbed.PlanFor(s).Hosts(), LogDir: c.String("logs"), Logger: logger(c)})
+			lab, err := testbed.Up(testbed.LabConfig{Prefix: prefix, Hosts: testbed.PlanFor(s).Hosts(), LogDir: c.String("logs"), Logger: logger(c)})
 			if err != nil {
 				return err
 			}
