@@ -24,6 +24,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -358,6 +359,19 @@ func deleteLink(name string) error {
 	return nil
 }
 
+// linkList lists the host's links. A dump the kernel interrupted because a
+// link came or went meanwhile (another lab, a namespace's veth going with
+// it) may be incomplete: it is taken again, a few times.
+func linkList() ([]netlink.Link, error) {
+	for try := 0; ; try++ {
+		all, err := netlink.LinkList()
+		if !errors.Is(err, netlink.ErrDumpInterrupted) || try == 4 {
+			return all, err
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 // Leftovers lists the namespaces, and the links of the kinds a lab makes
 // (bridge, veth), whose names start with prefix.
 func Leftovers(prefix string) (namespaces, links []string, err error) {
@@ -373,7 +387,7 @@ func Leftovers(prefix string) (namespaces, links []string, err error) {
 			namespaces = append(namespaces, e.Name())
 		}
 	}
-	all, err := netlink.LinkList()
+	all, err := linkList()
 	if err != nil {
 		return nil, nil, err
 	}
