@@ -3,7 +3,8 @@
 // init whatever words of its command line it does not know) and powers the
 // machine off or reboots it when Boot returns. Run as an ordinary process
 // it supervises the services of --config until SIGTERM or SIGINT, which is
-// how to try a config on a workstation.
+// how to try a config on a workstation; a config it cannot use is an error
+// at once (exit 1), where PID 1 would stay up and wait.
 package main
 
 import (
@@ -31,7 +32,8 @@ func main() {
 
 func pid1() {
 	console := consoles()
-	outcome := initd.Boot(context.Background(), initd.Options{Pid1: true, Console: console})
+	// As PID 1, Boot reports a config error on the console and stays up.
+	outcome, _ := initd.Boot(context.Background(), initd.Options{Pid1: true, Console: console})
 	unix.Sync()
 	// Give the console a moment to drain its last lines; nothing else waits.
 	time.Sleep(100 * time.Millisecond)
@@ -76,8 +78,8 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			&cli.StringFlag{Name: "bin", Usage: "folder holding pushd and dnsd", Value: "bin", EnvVars: []string{"FARMLB_APPLIANCE_BIN"}},
 		},
 		Action: func(c *cli.Context) error {
-			initd.Boot(c.Context, initd.Options{ConfigPath: c.String("config"), BinDir: c.String("bin"), Console: stderr})
-			return nil
+			_, err := initd.Boot(c.Context, initd.Options{ConfigPath: c.String("config"), BinDir: c.String("bin"), Console: stderr})
+			return err
 		},
 	}
 }
