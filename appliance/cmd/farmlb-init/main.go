@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/farmlb/farmlb/appliance/initd"
+	"github.com/farmlb/farmlb/internal/cliutil"
 	"github.com/urfave/cli/v2"
 	"golang.org/x/sys/unix"
 )
@@ -24,9 +25,10 @@ func main() {
 	if os.Getpid() == 1 {
 		pid1()
 	}
+	// Not cliutil.Main: Boot watches the signals itself (SIGINT reboots).
 	if err := newApp(os.Stdout, os.Stderr).Run(os.Args); err != nil {
-		fmt.Fprintln(os.Stderr, "farmlb-init:", err)
-		os.Exit(1)
+		cliutil.PrintError(os.Stderr, "farmlb-init", err)
+		os.Exit(cliutil.ExitCode(err))
 	}
 }
 
@@ -68,18 +70,28 @@ func consoles() io.Writer {
 }
 
 func newApp(stdout, stderr io.Writer) *cli.App {
-	return &cli.App{
+	app := &cli.App{
 		Name:      "farmlb-init",
 		Usage:     "the farmlb appliance's /init; as an ordinary process, supervise the services of an appliance.yaml",
 		Writer:    stdout,
 		ErrWriter: stderr,
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "config", Usage: "appliance.yaml to run", EnvVars: []string{"FARMLB_APPLIANCE_CONFIG"}, Required: true},
+			&cli.StringFlag{Name: "config", Usage: "appliance.yaml to run (required)", EnvVars: []string{"FARMLB_APPLIANCE_CONFIG"}},
 			&cli.StringFlag{Name: "bin", Usage: "folder holding pushd and dnsd", Value: "bin", EnvVars: []string{"FARMLB_APPLIANCE_BIN"}},
 		},
 		Action: func(c *cli.Context) error {
+			if err := cliutil.Required(c, "config"); err != nil {
+				return err
+			}
+			if err := cliutil.NoArgs(c); err != nil {
+				return err
+			}
 			_, err := initd.Boot(c.Context, initd.Options{ConfigPath: c.String("config"), BinDir: c.String("bin"), Console: stderr})
 			return err
 		},
+		// Errors are printed by main.
+		ExitErrHandler: func(*cli.Context, error) {},
 	}
+	cliutil.SetUsageErrors(app)
+	return app
 }

@@ -29,3 +29,30 @@ func TestConfigErrorExits(t *testing.T) {
 		t.Fatal("still running 10s after a config error: it waits for a signal")
 	}
 }
+
+// A usage error is one line and exit 2, as with pushd, dnsd and farmctl:
+// not urfave/cli's "Incorrect Usage" with the whole help, exit 1.
+func TestUsageErrors(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"unknown flag", []string{"--bogus"}, "flag provided but not defined: -bogus"},
+		{"no config", nil, "--config is required"},
+		{"empty config", []string{"--config", ""}, "--config is required"},
+		{"stray argument", []string{"--config", "a.yaml", "extra"}, `unexpected arguments ["extra"]`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Setenv("FARMLB_APPLIANCE_CONFIG", "")
+			var out, errw bytes.Buffer
+			err := newApp(&out, &errw).Run(append([]string{"farmlb-init"}, tc.args...))
+			if err == nil || cliutil.ExitCode(err) != 2 || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("err = %v (exit %d), want exit 2 containing %q", err, cliutil.ExitCode(err), tc.want)
+			}
+			if out.Len()+errw.Len() > 0 {
+				t.Errorf("printed more than the error:\n%s%s", out.String(), errw.String())
+			}
+		})
+	}
+}
