@@ -71,7 +71,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 					&cli.StringFlag{Name: "initrd", Usage: "the initramfs (required)", EnvVars: []string{"FARMLB_IMAGE_INITRD"}},
 					&cli.StringFlag{Name: "config", Usage: "folder with appliance.yaml, farm.yaml and certificates, copied to /farmlb/ (required)", EnvVars: []string{"FARMLB_IMAGE_CONFIG"}},
 					&cli.StringFlag{Name: "cmdline", Usage: "kernel command line", Value: image.DefaultCmdline, EnvVars: []string{"FARMLB_IMAGE_CMDLINE"}},
-					&cli.IntFlag{Name: "size", Usage: "FAT partition size in MiB", Value: 128, EnvVars: []string{"FARMLB_IMAGE_SIZE"}},
+					&cli.IntFlag{Name: "size", Usage: fmt.Sprintf("FAT partition size in MiB, %d to %d (FAT32's bounds)", image.MinPartMiB, image.MaxPartMiB), Value: 128, EnvVars: []string{"FARMLB_IMAGE_SIZE"}},
 					&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "where to write the image (required)", EnvVars: []string{"FARMLB_IMAGE_OUT"}},
 				},
 				Action: func(c *cli.Context) error {
@@ -80,6 +80,11 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 					}
 					if err := cliutil.NoArgs(c); err != nil {
 						return err
+					}
+					// Zero is not the default here, as it is for
+					// DiskConfig: the flag's default is shown in --help.
+					if n := c.Int("size"); n < image.MinPartMiB || n > image.MaxPartMiB {
+						return cliutil.Usage("--size %d: want %d to %d MiB (FAT32's bounds)", n, image.MinPartMiB, image.MaxPartMiB)
 					}
 					// Refuse a config the init would refuse, before the image
 					// is written rather than at boot.

@@ -102,3 +102,28 @@ func TestUsageErrors(t *testing.T) {
 		})
 	}
 }
+
+// --size out of range is a usage error naming the flag and the range,
+// before any work: -5 failed at truncate(2), 0 built 128 MiB unasked.
+func TestDiskSize(t *testing.T) {
+	for _, size := range []string{"-5", "0", "32", "2097152"} {
+		t.Run(size, func(t *testing.T) {
+			dir := t.TempDir()
+			if err := os.WriteFile(filepath.Join(dir, "appliance.yaml"), []byte("services: {dnsd: {name: ns1}}\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(dir, "farm.yaml"), []byte(farmYAML), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			var stderr bytes.Buffer
+			err := newApp(&stderr, &stderr).Run([]string{"mkimage", "disk", "--kernel", "k", "--initrd", "i", "--config", dir, "--size", size, "-o", filepath.Join(dir, "x.img")})
+			want := "--size " + size + ": want 33 to 2097151"
+			if err == nil || cliutil.ExitCode(err) != 2 || !strings.Contains(err.Error(), want) {
+				t.Errorf("err = %v (exit %d), want exit 2 containing %q", err, cliutil.ExitCode(err), want)
+			}
+			if stderr.Len() > 0 {
+				t.Errorf("it began:\n%s", stderr.String())
+			}
+		})
+	}
+}
