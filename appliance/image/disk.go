@@ -26,9 +26,9 @@ type DiskConfig struct {
 	ConfigDir string
 	// Cmdline is the kernel command line. If empty, DefaultCmdline.
 	Cmdline string
-	// PartMiB is the FAT partition's size. If zero, 128 MiB: room for a
-	// kernel, an initramfs of the daemons, and a spare of each for an
-	// update by hand.
+	// PartMiB is the FAT partition's size, MinPartMiB to MaxPartMiB. If
+	// zero, 128 MiB: room for a kernel, an initramfs of the daemons, and a
+	// spare of each for an update by hand.
 	PartMiB int
 	// Epoch is every time stamp on the partition (SOURCE_DATE_EPOCH).
 	Epoch int64
@@ -41,6 +41,15 @@ type DiskConfig struct {
 	SystemdBoot  string // /usr/lib/systemd/boot/efi/systemd-bootx64.efi
 	SyslinuxTool string // syslinux (the mtools installer)
 }
+
+// The FAT32 partition's size bounds. FAT32 needs at least 65525 clusters,
+// which with mformat's 512-byte clusters and the FATs come to just over
+// 32 MiB; its sector count is 32 bits (mformat -T refuses 2^32), so at
+// most 2^32-1 sectors of 512 bytes, 2 TiB less 1 MiB in whole MiB.
+const (
+	MinPartMiB = 33
+	MaxPartMiB = 1<<21 - 1
+)
 
 // PartName is the boot partition's GPT name, which the init looks for.
 const PartName = "farmlb"
@@ -95,6 +104,9 @@ func (c *DiskConfig) fill() {
 // syslinux installs itself through mtools.
 func BuildDisk(ctx context.Context, c DiskConfig) error {
 	c.fill()
+	if c.PartMiB < MinPartMiB || c.PartMiB > MaxPartMiB {
+		return fmt.Errorf("disk image: partition of %d MiB: want %d to %d (FAT32)", c.PartMiB, MinPartMiB, MaxPartMiB)
+	}
 	steps := 7
 	step := 0
 	say := func(format string, args ...any) {

@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -48,7 +49,7 @@ func TestBuildDisk(t *testing.T) {
 		Kernel:    write("vmlinuz", "kernel"),
 		Initrd:    write("initrd.gz", "initrd"),
 		ConfigDir: cfg,
-		PartMiB:   40,
+		PartMiB:   MinPartMiB, // the smallest FAT32 mformat makes
 		Epoch:     1700000000,
 		Progress:  &progress,
 	}
@@ -129,5 +130,23 @@ func TestBuildDiskMissingConfig(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, "x.img")); err == nil {
 		t.Error("a failed build left an image behind")
+	}
+}
+
+// A partition size out of range is refused before anything is written: a
+// negative one failed at truncate(2), a small one at mformat.
+func TestBuildDiskRefusesSize(t *testing.T) {
+	for _, mib := range []int{-5, MinPartMiB - 1, MaxPartMiB + 1} {
+		t.Run(strconv.Itoa(mib), func(t *testing.T) {
+			dir := t.TempDir()
+			var progress bytes.Buffer
+			err := BuildDisk(t.Context(), DiskConfig{Out: filepath.Join(dir, "x.img"), PartMiB: mib, Progress: &progress})
+			if err == nil || !strings.Contains(err.Error(), "33 to 2097151") {
+				t.Errorf("err = %v, want one giving the range 33 to 2097151", err)
+			}
+			if progress.Len() > 0 {
+				t.Errorf("it began:\n%s", progress.String())
+			}
+		})
 	}
 }

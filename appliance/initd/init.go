@@ -39,6 +39,10 @@ type Options struct {
 	// WaitPart bounds the wait for the boot partition to appear. If zero,
 	// 30s: USB and NVMe disks can take seconds to be probed.
 	WaitPart time.Duration
+
+	// stayUp is the part of Pid1 a test can have alone: after a config
+	// error, wait for a signal rather than return the error.
+	stayUp bool
 }
 
 // Outcome is how Boot ended: what the machine should do next.
@@ -55,7 +59,13 @@ const ConfigDir = "/config"
 // Boot runs the appliance until a power button, SIGTERM/SIGPWR (power off)
 // or SIGINT (ctrl-alt-del: reboot), or until ctx ends, and returns what
 // the machine should do next. It stops every service before it returns.
-func Boot(ctx context.Context, o Options) Outcome {
+//
+// When appliance.yaml cannot be used, no service starts. As PID 1, Boot
+// logs why and stays up until a signal, so that the console keeps saying
+// what to fix (returning would power the box off or loop reboots), and
+// the error is nil. As an ordinary process it returns the error at once,
+// unlogged, for its caller to report.
+func Boot(ctx context.Context, o Options) (Outcome, error) {
 	if o.PartName == "" {
 		o.PartName = "farmlb"
 	}
@@ -68,6 +78,7 @@ func Boot(ctx context.Context, o Options) Outcome {
 	if o.WaitPart == 0 {
 		o.WaitPart = 30 * time.Second
 	}
+	o.stayUp = o.stayUp || o.Pid1
 	ring := NewRing(appliance.DefaultConfig().LogRing)
 	// The ring first: a line seen on the console is already in GET /logs.
 	out := &lockedWriter{w: io.MultiWriter(ring, o.Console)}
@@ -130,12 +141,22 @@ func Boot(ctx context.Context, o Options) Outcome {
 		}
 	}
 
-	cfg, err := loadConfig(ctx, o, log)
-	if err != nil {
-		fail("config", err)
+	// stuck ends a boot that could start no service.
+	stuck := func(msg string, err error) (Outcome, error) {
+		if !o.stayUp {
+			cancel()             // before the deferred wg.Wait: the signal watcher waits for ctx
+			return PowerOff, err // names what it is about: "appliance config: open …"
+		}
+		fail(msg, err)
 		log.Error("no services started; fix appliance.yaml on the boot partition (see README) and reboot")
 		<-ctx.Done()
-		return finish(o, outcome, log)
+		outcomeMu.Lock()
+		defer outcomeMu.Unlock()
+		return finish(o, outcome, log), nil
+	}
+	cfg, err := loadConfig(ctx, o, log)
+	if err != nil {
+		return stuck("config", err)
 	}
 	if cfg.LogRing != appliance.DefaultConfig().LogRing {
 		bigger := NewRing(cfg.LogRing)
@@ -185,9 +206,7 @@ func Boot(ctx context.Context, o Options) Outcome {
 		StopTimeout: cfg.Restart.Stop,
 	})
 	if err != nil {
-		fail("supervisor", err)
-		<-ctx.Done()
-		return finish(o, outcome, log)
+		return stuck("supervisor", err)
 	}
 	if cfg.Status != "off" {
 		st := NewStatus(StatusConfig{Addr: cfg.Status, Hostname: cfg.Hostname, Ring: ring, Supervisor: sup, Reaper: reaper, Errors: errs.list})
@@ -207,7 +226,7 @@ func Boot(ctx context.Context, o Options) Outcome {
 	stopReaper()
 	outcomeMu.Lock()
 	defer outcomeMu.Unlock()
-	return finish(o, outcome, log)
+	return finish(o, outcome, log), nil
 }
 
 // finish unmounts the boot partition and syncs, as PID 1 must before the

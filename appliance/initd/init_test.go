@@ -36,7 +36,13 @@ func TestBoot(t *testing.T) {
 	console := make(lines, 1000)
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan Outcome, 1)
-	go func() { done <- Boot(ctx, Options{ConfigPath: cfgPath, BinDir: bin, Console: console}) }()
+	go func() {
+		outcome, err := Boot(ctx, Options{ConfigPath: cfgPath, BinDir: bin, Console: console})
+		if err != nil {
+			t.Errorf("Boot: %v", err)
+		}
+		done <- outcome
+	}()
 	defer func() {
 		cancel()
 		<-done
@@ -100,18 +106,50 @@ func get(t *testing.T, url string, into any) {
 	}
 }
 
-func TestBootBadConfigWaits(t *testing.T) {
+// A config the init cannot use: PID 1 stays up until a signal, its console
+// saying what to fix; an ordinary process gets the error back at once.
+func TestBootBadConfig(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "appliance.yaml")
 	if err := os.WriteFile(path, []byte("hostname: x\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	console := make(lines, 1000)
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan Outcome, 1)
-	go func() { done <- Boot(ctx, Options{ConfigPath: path, Console: console}) }()
-	console.await(t, "services: none configured")
-	cancel()
-	<-done
+	t.Run("not PID 1", func(t *testing.T) {
+		console := make(lines, 1000)
+		done := make(chan error, 1)
+		go func() {
+			_, err := Boot(t.Context(), Options{ConfigPath: path, Console: console})
+			done <- err
+		}()
+		select {
+		case err := <-done:
+			if err == nil || !strings.Contains(err.Error(), "services: none configured") {
+				t.Errorf("Boot = %v, want the config error", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("Boot still running 10s after a config error")
+		}
+	})
+	t.Run("PID 1", func(t *testing.T) {
+		console := make(lines, 1000)
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan error, 1)
+		go func() {
+			// stayUp alone: the rest of Pid1 (mounts, reboot(2)) is not for a test.
+			_, err := Boot(ctx, Options{ConfigPath: path, Console: console, stayUp: true})
+			done <- err
+		}()
+		console.await(t, "services: none configured")
+		console.await(t, "fix appliance.yaml on the boot partition")
+		select {
+		case err := <-done:
+			t.Fatalf("Boot returned %v before its context ended", err)
+		default:
+		}
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Boot = %v after staying up, want nil (the console had the error)", err)
+		}
+	})
 }
 
 func TestPartitionNamed(t *testing.T) {

@@ -36,6 +36,35 @@ func Usage(format string, args ...any) error {
 	return cli.Exit(fmt.Sprintf(format, args...), 2)
 }
 
+// Required returns a usage error naming those of the flags that c was not
+// given, on the command line or in their EnvVars, or was given empty. Use it
+// in an action in place of a flag's Required, for which urfave/cli prints
+// the whole help before the error.
+func Required(c *cli.Context, flags ...string) error {
+	var missing []string
+	for _, name := range flags {
+		if s, isString := c.Value(name).(string); !c.IsSet(name) || isString && s == "" {
+			missing = append(missing, "--"+name)
+		}
+	}
+	switch len(missing) {
+	case 0:
+		return nil
+	case 1:
+		return Usage("%s is required (see %s --help)", missing[0], c.Command.HelpName)
+	}
+	return Usage("%s and %s are required (see %s --help)", strings.Join(missing[:len(missing)-1], ", "), missing[len(missing)-1], c.Command.HelpName)
+}
+
+// NoArgs returns a usage error if c has arguments: a command that takes
+// none would otherwise ignore a mistyped flag value or a stray word.
+func NoArgs(c *cli.Context) error {
+	if c.Args().Present() {
+		return Usage("unexpected arguments %q (see %s --help)", c.Args().Slice(), c.Command.HelpName)
+	}
+	return nil
+}
+
 // UsageError is an OnUsageError handler: a flag-parsing error exits 2.
 func UsageError(_ *cli.Context, err error, _ bool) error { return cli.Exit(err.Error(), 2) }
 

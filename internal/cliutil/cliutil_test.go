@@ -67,3 +67,51 @@ func TestPrintError(t *testing.T) {
 		}
 	}
 }
+
+func TestRequired(t *testing.T) {
+	app := &cli.App{
+		Name:   "x",
+		Writer: &bytes.Buffer{},
+		Commands: []*cli.Command{{
+			Name: "run",
+			Flags: []cli.Flag{
+				&cli.StringFlag{Name: "a", EnvVars: []string{"CLIUTIL_TEST_A"}},
+				&cli.StringFlag{Name: "b"},
+				&cli.IntFlag{Name: "n"},
+			},
+			Action: func(c *cli.Context) error {
+				if err := Required(c, "a", "b", "n"); err != nil {
+					return err
+				}
+				return NoArgs(c)
+			},
+		}},
+		ExitErrHandler: func(*cli.Context, error) {},
+	}
+	tests := []struct {
+		name string
+		env  string
+		args []string
+		want string
+	}{
+		{"none", "", nil, "--a, --b and --n are required (see x run --help)"},
+		{"one missing", "", []string{"--a", "1", "--b", "2"}, "--n is required (see x run --help)"},
+		{"empty string", "", []string{"--a", "", "--b", "2", "--n", "0"}, "--a is required"},
+		{"empty in env", "", []string{"--b", "2", "--n", "0"}, "--a is required"},
+		{"from env", "1", []string{"--b", "2", "--n", "0"}, ""},
+		{"all", "", []string{"--a", "1", "--b", "2", "--n", "0"}, ""},
+		{"stray argument", "", []string{"--a", "1", "--b", "2", "--n", "0", "extra"}, `unexpected arguments ["extra"] (see x run --help)`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Setenv("CLIUTIL_TEST_A", tt.env)
+			err := app.Run(append([]string{"x", "run"}, tt.args...))
+			switch {
+			case tt.want == "" && err != nil:
+				t.Errorf("err %v, want none", err)
+			case tt.want != "" && (err == nil || ExitCode(err) != 2 || !strings.Contains(err.Error(), tt.want)):
+				t.Errorf("err %v (exit %d), want exit 2 containing %q", err, ExitCode(err), tt.want)
+			}
+		})
+	}
+}

@@ -3,7 +3,8 @@
 // init whatever words of its command line it does not know) and powers the
 // machine off or reboots it when Boot returns. Run as an ordinary process
 // it supervises the services of --config until SIGTERM or SIGINT, which is
-// how to try a config on a workstation.
+// how to try a config on a workstation; a config it cannot use is an error
+// at once (exit 1), where PID 1 would stay up and wait.
 package main
 
 import (
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/farmlb/farmlb/appliance/initd"
+	"github.com/farmlb/farmlb/internal/cliutil"
 	"github.com/urfave/cli/v2"
 	"golang.org/x/sys/unix"
 )
@@ -23,15 +25,17 @@ func main() {
 	if os.Getpid() == 1 {
 		pid1()
 	}
+	// Not cliutil.Main: Boot watches the signals itself (SIGINT reboots).
 	if err := newApp(os.Stdout, os.Stderr).Run(os.Args); err != nil {
-		fmt.Fprintln(os.Stderr, "farmlb-init:", err)
-		os.Exit(1)
+		cliutil.PrintError(os.Stderr, "farmlb-init", err)
+		os.Exit(cliutil.ExitCode(err))
 	}
 }
 
 func pid1() {
 	console := consoles()
-	outcome := initd.Boot(context.Background(), initd.Options{Pid1: true, Console: console})
+	// As PID 1, Boot reports a config error on the console and stays up.
+	outcome, _ := initd.Boot(context.Background(), initd.Options{Pid1: true, Console: console})
 	unix.Sync()
 	// Give the console a moment to drain its last lines; nothing else waits.
 	time.Sleep(100 * time.Millisecond)
@@ -66,18 +70,28 @@ func consoles() io.Writer {
 }
 
 func newApp(stdout, stderr io.Writer) *cli.App {
-	return &cli.App{
+	app := &cli.App{
 		Name:      "farmlb-init",
 		Usage:     "the farmlb appliance's /init; as an ordinary process, supervise the services of an appliance.yaml",
 		Writer:    stdout,
 		ErrWriter: stderr,
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "config", Usage: "appliance.yaml to run", EnvVars: []string{"FARMLB_APPLIANCE_CONFIG"}, Required: true},
+			&cli.StringFlag{Name: "config", Usage: "appliance.yaml to run (required)", EnvVars: []string{"FARMLB_APPLIANCE_CONFIG"}},
 			&cli.StringFlag{Name: "bin", Usage: "folder holding pushd and dnsd", Value: "bin", EnvVars: []string{"FARMLB_APPLIANCE_BIN"}},
 		},
 		Action: func(c *cli.Context) error {
-			initd.Boot(c.Context, initd.Options{ConfigPath: c.String("config"), BinDir: c.String("bin"), Console: stderr})
-			return nil
+			if err := cliutil.Required(c, "config"); err != nil {
+				return err
+			}
+			if err := cliutil.NoArgs(c); err != nil {
+				return err
+			}
+			_, err := initd.Boot(c.Context, initd.Options{ConfigPath: c.String("config"), BinDir: c.String("bin"), Console: stderr})
+			return err
 		},
+		// Errors are printed by main.
+		ExitErrHandler: func(*cli.Context, error) {},
 	}
+	cliutil.SetUsageErrors(app)
+	return app
 }

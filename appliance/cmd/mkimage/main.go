@@ -18,22 +18,14 @@ import (
 	"github.com/farmlb/farmlb/appliance"
 	"github.com/farmlb/farmlb/appliance/image"
 	"github.com/farmlb/farmlb/config"
+	"github.com/farmlb/farmlb/internal/cliutil"
 	"github.com/urfave/cli/v2"
 )
 
-func main() {
-	if err := newApp(os.Stdout, os.Stderr).Run(os.Args); err != nil {
-		fmt.Fprintln(os.Stderr, "mkimage:", err)
-		code := 1
-		if ec, ok := err.(cli.ExitCoder); ok {
-			code = ec.ExitCode()
-		}
-		os.Exit(code)
-	}
-}
+func main() { cliutil.Main(newApp(os.Stdout, os.Stderr)) }
 
 func newApp(stdout, stderr io.Writer) *cli.App {
-	return &cli.App{
+	app := &cli.App{
 		Name:      "mkimage",
 		Usage:     "assemble the farmlb appliance: an initramfs and a bootable disk image",
 		Writer:    stdout,
@@ -43,11 +35,17 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 				Name:  "initramfs",
 				Usage: "write a gzip'd cpio initramfs with the init as /init and the daemons in /bin",
 				Flags: []cli.Flag{
-					&cli.StringFlag{Name: "init", Usage: "the farmlb-init binary (static)", Required: true, EnvVars: []string{"FARMLB_IMAGE_INIT"}},
+					&cli.StringFlag{Name: "init", Usage: "the farmlb-init binary (static; required)", EnvVars: []string{"FARMLB_IMAGE_INIT"}},
 					&cli.StringSliceFlag{Name: "bin", Usage: "a static binary for /bin (repeat); missing files are an error", EnvVars: []string{"FARMLB_IMAGE_BINS"}},
-					&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "where to write the initramfs", Required: true, EnvVars: []string{"FARMLB_IMAGE_INITRD"}},
+					&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "where to write the initramfs (required)", EnvVars: []string{"FARMLB_IMAGE_INITRD"}},
 				},
 				Action: func(c *cli.Context) error {
+					if err := cliutil.Required(c, "init", "output"); err != nil {
+						return err
+					}
+					if err := cliutil.NoArgs(c); err != nil {
+						return err
+					}
 					var buf bytes.Buffer
 					start := time.Now()
 					err := image.BuildInitramfs(&buf, image.InitramfsConfig{
@@ -69,18 +67,29 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 				Name:  "disk",
 				Usage: "write a GPT disk image that boots by BIOS and UEFI, with the config in /farmlb/ on its FAT partition",
 				Flags: []cli.Flag{
-					&cli.StringFlag{Name: "kernel", Usage: "the kernel (bzImage with EFI stub)", Required: true, EnvVars: []string{"FARMLB_IMAGE_KERNEL"}},
-					&cli.StringFlag{Name: "initrd", Usage: "the initramfs", Required: true, EnvVars: []string{"FARMLB_IMAGE_INITRD"}},
-					&cli.StringFlag{Name: "config", Usage: "folder with appliance.yaml, farm.yaml and certificates, copied to /farmlb/", Required: true, EnvVars: []string{"FARMLB_IMAGE_CONFIG"}},
+					&cli.StringFlag{Name: "kernel", Usage: "the kernel (bzImage with EFI stub; required)", EnvVars: []string{"FARMLB_IMAGE_KERNEL"}},
+					&cli.StringFlag{Name: "initrd", Usage: "the initramfs (required)", EnvVars: []string{"FARMLB_IMAGE_INITRD"}},
+					&cli.StringFlag{Name: "config", Usage: "folder with appliance.yaml, farm.yaml and certificates, copied to /farmlb/ (required)", EnvVars: []string{"FARMLB_IMAGE_CONFIG"}},
 					&cli.StringFlag{Name: "cmdline", Usage: "kernel command line", Value: image.DefaultCmdline, EnvVars: []string{"FARMLB_IMAGE_CMDLINE"}},
-					&cli.IntFlag{Name: "size", Usage: "FAT partition size in MiB", Value: 128, EnvVars: []string{"FARMLB_IMAGE_SIZE"}},
-					&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "where to write the image", Required: true, EnvVars: []string{"FARMLB_IMAGE_OUT"}},
+					&cli.IntFlag{Name: "size", Usage: fmt.Sprintf("FAT partition size in MiB, %d to %d (FAT32's bounds)", image.MinPartMiB, image.MaxPartMiB), Value: 128, EnvVars: []string{"FARMLB_IMAGE_SIZE"}},
+					&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "where to write the image (required)", EnvVars: []string{"FARMLB_IMAGE_OUT"}},
 				},
 				Action: func(c *cli.Context) error {
+					if err := cliutil.Required(c, "kernel", "initrd", "config", "output"); err != nil {
+						return err
+					}
+					if err := cliutil.NoArgs(c); err != nil {
+						return err
+					}
+					// Zero is not the default here, as it is for
+					// DiskConfig: the flag's default is shown in --help.
+					if n := c.Int("size"); n < image.MinPartMiB || n > image.MaxPartMiB {
+						return cliutil.Usage("--size %d: want %d to %d MiB (FAT32's bounds)", n, image.MinPartMiB, image.MaxPartMiB)
+					}
 					// Refuse a config the init would refuse, before the image
 					// is written rather than at boot.
 					if err := checkConfig(c.String("config")); err != nil {
-						return cli.Exit(err.Error(), 2)
+						return cliutil.Usage("%v", err)
 					}
 					start := time.Now()
 					err := image.BuildDisk(c.Context, image.DiskConfig{
@@ -101,8 +110,11 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 				},
 			},
 		},
+		// Errors are printed by main.
 		ExitErrHandler: func(*cli.Context, error) {},
 	}
+	cliutil.SetUsageErrors(app)
+	return app
 }
 
 // checkConfig loads appliance.yaml and its farm.yaml as the box will, and

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/farmlb/farmlb/internal/cliutil"
 	"github.com/urfave/cli/v2"
 )
 
@@ -66,5 +67,63 @@ func TestDiskRefusesBadConfig(t *testing.T) {
 	}
 	if _, err := os.Stat(out); err == nil {
 		t.Error("an image was written")
+	}
+}
+
+// A usage error is one line and exit 2, as with pushd, dnsd and farmctl:
+// not urfave/cli's "Incorrect Usage" with the whole help (exit 1), nor "No
+// help topic" (exit 3).
+func TestUsageErrors(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"unknown command", []string{"bogus"}, `unknown command "bogus"`},
+		{"unknown flag", []string{"--bogus"}, "flag provided but not defined: -bogus"},
+		{"unknown command flag", []string{"disk", "--bogus"}, "flag provided but not defined: -bogus"},
+		{"disk without flags", []string{"disk"}, "--kernel, --initrd, --config and --output are required"},
+		{"disk without output", []string{"disk", "--kernel", "k", "--initrd", "i", "--config", "c"}, "--output is required"},
+		{"initramfs without init", []string{"initramfs", "-o", "x"}, "--init is required"},
+		{"stray argument", []string{"initramfs", "--init", "i", "-o", "x", "extra"}, `unexpected arguments ["extra"]`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for _, env := range []string{"FARMLB_IMAGE_INIT", "FARMLB_IMAGE_INITRD", "FARMLB_IMAGE_KERNEL", "FARMLB_IMAGE_CONFIG", "FARMLB_IMAGE_OUT"} {
+				t.Setenv(env, "")
+			}
+			var out, errw bytes.Buffer
+			err := newApp(&out, &errw).Run(append([]string{"mkimage"}, tc.args...))
+			if err == nil || cliutil.ExitCode(err) != 2 || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("err = %v (exit %d), want exit 2 containing %q", err, cliutil.ExitCode(err), tc.want)
+			}
+			if out.Len()+errw.Len() > 0 {
+				t.Errorf("printed more than the error:\n%s%s", out.String(), errw.String())
+			}
+		})
+	}
+}
+
+// --size out of range is a usage error naming the flag and the range,
+// before any work: -5 failed at truncate(2), 0 built 128 MiB unasked.
+func TestDiskSize(t *testing.T) {
+	for _, size := range []string{"-5", "0", "32", "2097152"} {
+		t.Run(size, func(t *testing.T) {
+			dir := t.TempDir()
+			if err := os.WriteFile(filepath.Join(dir, "appliance.yaml"), []byte("services: {dnsd: {name: ns1}}\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(dir, "farm.yaml"), []byte(farmYAML), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			var stderr bytes.Buffer
+			err := newApp(&stderr, &stderr).Run([]string{"mkimage", "disk", "--kernel", "k", "--initrd", "i", "--config", dir, "--size", size, "-o", filepath.Join(dir, "x.img")})
+			want := "--size " + size + ": want 33 to 2097151"
+			if err == nil || cliutil.ExitCode(err) != 2 || !strings.Contains(err.Error(), want) {
+				t.Errorf("err = %v (exit %d), want exit 2 containing %q", err, cliutil.ExitCode(err), want)
+			}
+			if stderr.Len() > 0 {
+				t.Errorf("it began:\n%s", stderr.String())
+			}
+		})
 	}
 }
