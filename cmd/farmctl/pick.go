@@ -8,6 +8,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/farmlb/farmlb/farm"
+	"github.com/farmlb/farmlb/internal/cliutil"
 	"github.com/urfave/cli/v2"
 )
 
@@ -26,7 +27,7 @@ Policies: ` + fmt.Sprint(farm.PolicyNames()) + ` (the first is the default).
 Exit status: 0 on success, 1 when the list cannot be read or offers no
 server to pick, 2 on a usage error.`,
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "list", Aliases: []string{"l"}, Usage: "farm list `FILE` (- for standard input)", Required: true, EnvVars: []string{"FARMLB_LIST"}},
+			&cli.StringFlag{Name: "list", Aliases: []string{"l"}, Usage: "farm list `FILE` (- for standard input); required", EnvVars: []string{"FARMLB_LIST"}},
 			&cli.StringFlag{Name: "policy", Aliases: []string{"p"}, Usage: "selection `NAME`", Value: farm.DefaultPolicy, EnvVars: []string{"FARMLB_POLICY"}},
 			&cli.BoolFlag{Name: "explain", Usage: "print every server with its probability of being picked", EnvVars: []string{"FARMLB_EXPLAIN"}},
 			&cli.Uint64Flag{Name: "seed", Usage: "seed the random choice so that it repeats", DefaultText: "random", EnvVars: []string{"FARMLB_SEED"}},
@@ -37,6 +38,9 @@ server to pick, 2 on a usage error.`,
 }
 
 func runPick(c *cli.Context) error {
+	if err := cliutil.Required(c, "list"); err != nil {
+		return err
+	}
 	pol, err := farm.NewPolicy(c.String("policy"))
 	if err != nil {
 		return cli.Exit(err.Error(), 2)

@@ -96,7 +96,10 @@ func TestPickErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, errOut, code := run(t, append([]string{"pick"}, tt.args...)...)
+			out, errOut, code := run(t, append([]string{"pick"}, tt.args...)...)
+			if tt.code == 2 && strings.Contains(out+errOut, "USAGE:") {
+				t.Errorf("a usage error printed the whole help:\n%s%s", out, errOut)
+			}
 			if code != tt.code || !strings.Contains(errOut, tt.msg) {
 				t.Errorf("exit %d, stderr %q; want exit %d mentioning %q", code, errOut, tt.code, tt.msg)
 			}
