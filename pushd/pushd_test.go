@@ -393,6 +393,9 @@ func TestSlowClientDropped(t *testing.T) {
 	slow.(*net.TCPConn).SetReadBuffer(4096)
 	fmt.Fprintf(slow, "GET /stream?topic=t HTTP/1.1\r\nHost: x\r\n\r\n")
 	fast := openStream(t, nil, streamURL(nodes["a"], "t"), "")
+	// The slow client's request went first, but nothing says the node has
+	// taken it yet (the fast one's headers were awaited, its were not).
+	waitFor(t, func() bool { return s.Users() == 2 })
 	big := strings.Repeat("x", 50<<10)
 	for i := 0; s.Users() == 2; i++ {
 		if i == 200 {
