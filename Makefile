@@ -6,7 +6,7 @@ FUZZTIME ?= 5s
 # The binaries that exist so far; each lands with its issue.
 CMDS := $(notdir $(wildcard cmd/*))
 
-.PHONY: all build test vet lint fmt fuzz-short run bench-select deps clean help
+.PHONY: all build test vet lint fmt fuzz-short stress-test run bench-select deps clean help
 
 all: build
 
@@ -32,6 +32,9 @@ test: deps vet build ## go vet, every test with -race, and a short run of every 
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) test -race -count=1 -timeout 20m ./...
 	@FUZZTIME=$(FUZZTIME) scripts/fuzz-short.sh
+
+stress-test: deps build ## the tests RUNS=8 times under HOGS=3 CPU hogs, to find timing faults (20+ minutes)
+	@scripts/stress-test.sh
 
 fuzz-short: ## run every fuzz target for FUZZTIME (default 5s)
 	@FUZZTIME=$(FUZZTIME) scripts/fuzz-short.sh
