@@ -238,6 +238,16 @@ func (c *sseClient) collect(t *testing.T, n int) []event {
 	return out
 }
 
+// data returns the data of the next n events.
+func (c *sseClient) data(t *testing.T, n int) []string {
+	t.Helper()
+	var out []string
+	for _, ev := range c.collect(t, n) {
+		out = append(out, ev.Data)
+	}
+	return out
+}
+
 // expectNothing checks that no data event arrives within d.
 func (c *sseClient) expectNothing(t *testing.T, d time.Duration) {
 	t.Helper()

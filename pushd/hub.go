@@ -132,6 +132,7 @@ func newHub(s *Server) *hub {
 		keys:   map[string]keyEntry{},
 		peers:  map[string]*peerSender{},
 		up:     map[string]bool{},
+		heard:  map[string]time.Time{},
 	}
 }
 
@@ -543,7 +544,7 @@ func (h *hub) receive(from string, ms []*message) {
 	now := time.Now()
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.heardLocked(from, now)
+	h.heard[from] = now
 	touched := map[*topic]bool{} // → whether a message was delivered
 	for _, m := range ms {
 		if m.Epoch == h.s.epoch {
@@ -777,7 +778,7 @@ func (h *hub) answerFill(from string, f *fill) {
 func (h *hub) haves(from string, hs []have) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.heardLocked(from, time.Now())
+	h.heard[from] = time.Now()
 	for _, hv := range hs {
 		if hv.Epoch == h.s.epoch || hv.Head == 0 {
 			continue
@@ -829,23 +830,11 @@ func (h *hub) isUp(name string) bool {
 	return ok && srv.Status != farm.StatusDown
 }
 
-// heardLocked notes that a frame from peer came now.
-func (h *hub) heardLocked(peer string, now time.Time) {
-	if h.heard == nil {
-		h.heard = map[string]time.Time{}
-	}
-	h.heard[peer] = now
-}
-
 // reachableLocked tells whether peer can be asked for data: a member UP
 // or DRAINING in the table, or a member heard from within the last second.
 func (h *hub) reachableLocked(peer string, now time.Time) bool {
 	srv, ok := h.s.mesh.Table().Find(peer)
-	if !ok {
-		return false
-	}
-	at, heard := h.heard[peer]
-	return srv.Status != farm.StatusDown || heard && now.Sub(at) < time.Second
+	return ok && (srv.Status != farm.StatusDown || now.Sub(h.heard[peer]) < time.Second)
 }
 
 // start runs the table watcher and the housekeeping.

@@ -139,10 +139,7 @@ func TestRealMesh(t *testing.T) {
 		mustPublish(t, nodes[[]string{"a", "b", "c"}[i%3]].url, "t", fmt.Sprint(i))
 	}
 	for _, c := range []*sseClient{ca, cc} {
-		var got []string
-		for _, ev := range c.collect(t, 5) {
-			got = append(got, ev.Data)
-		}
+		got := c.data(t, 5)
 		if strings.Join(got, ",") != "0,1,2,3,4" {
 			t.Errorf("got %v", got)
 		}
@@ -154,10 +151,7 @@ func TestRealMesh(t *testing.T) {
 		mustPublish(t, nodes["b"].url, "t", fmt.Sprint(i))
 	}
 	cb := openStream(t, nil, nodes["b"].url+"/stream?topic=t", ca.lastID)
-	var got []string
-	for _, ev := range cb.collect(t, 5) {
-		got = append(got, ev.Data)
-	}
+	got := cb.data(t, 5)
 	if strings.Join(got, ",") != "5,6,7,8,9" {
 		t.Errorf("resumed on b: %v", got)
 	}

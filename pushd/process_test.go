@@ -224,10 +224,7 @@ func TestRestartedNodeServesResume(t *testing.T) {
 	f.Restart("a")
 	f.WaitUp(30 * time.Second)
 	c2 := openStream(t, nil, f.URL("a")+"/stream?topic=t", last)
-	var got []string
-	for _, ev := range c2.collect(t, 5) {
-		got = append(got, ev.Data)
-	}
+	got := c2.data(t, 5)
 	if strings.Join(got, ",") != "missed-0,missed-1,missed-2,missed-3,missed-4" {
 		t.Errorf("resumed on the restarted node: %v", got)
 	}

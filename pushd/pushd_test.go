@@ -497,19 +497,13 @@ func TestFanOutToManyStreams(t *testing.T) {
 		mustPublish(t, nodes["a"].url, "y", fmt.Sprint("y", i))
 	}
 	for _, c := range one {
-		var got []string
-		for _, ev := range c.collect(t, 3) {
-			got = append(got, ev.Data)
-		}
+		got := c.data(t, 3)
 		if strings.Join(got, ",") != "x0,x1,x2" {
 			t.Fatalf("one topic: got %v", got)
 		}
 	}
 	for _, c := range two {
-		var got []string
-		for _, ev := range c.collect(t, 6) {
-			got = append(got, ev.Data)
-		}
+		got := c.data(t, 6)
 		if strings.Join(got, ",") != "x0,y0,x1,y1,x2,y2" {
 			t.Fatalf("two topics: got %v", got)
 		}
@@ -532,10 +526,7 @@ func TestReplayOrderAcrossTopics(t *testing.T) {
 		mustPublish(t, nodes["a"].url, p[0], p[1])
 	}
 	c := openStream(t, nil, streamURL(nodes["a"], "x", "y"), id)
-	var got []string
-	for _, ev := range c.collect(t, 4) {
-		got = append(got, ev.Data)
-	}
+	got := c.data(t, 4)
 	if strings.Join(got, ",") != "y0,x0,y1,x1" {
 		t.Fatalf("resumed replay: got %v, want y0,x0,y1,x1 (the order published)", got)
 	}

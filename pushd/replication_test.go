@@ -74,10 +74,7 @@ func TestGapFill(t *testing.T) {
 	mustPublish(t, nodes["a"].url, "t", "3")
 	f.setCut("a", "c", false)
 	mustPublish(t, nodes["a"].url, "t", "4")
-	var got []string
-	for _, ev := range c.collect(t, 4) {
-		got = append(got, ev.Data)
-	}
+	got := c.data(t, 4)
 	if strings.Join(got, ",") != "1,2,3,4" {
 		t.Errorf("got %v", got)
 	}
@@ -185,10 +182,7 @@ func TestLateNodeCatchesUp(t *testing.T) {
 	late := startNodes(t, f, nil, "c")["c"]
 	fresh := openStream(t, nil, streamURL(late, "t"), "")
 	resumed := openStream(t, nil, streamURL(late, "t"), last)
-	var got []string
-	for _, ev := range resumed.collect(t, 2) {
-		got = append(got, ev.Data)
-	}
+	got := resumed.data(t, 2)
 	if g := strings.Join(got, ","); g != "3,2" && g != "2,3" {
 		t.Errorf("resumed on the late node: %v, want 2 and 3", got)
 	}
@@ -281,10 +275,7 @@ func TestKeyRetriedWhileApart(t *testing.T) {
 	mustPublish(t, nodes["a"].url, "t", "y")
 	mustPublish(t, nodes["b"].url, "t", "z")
 	for n, c := range streams {
-		var got []string
-		for _, ev := range c.collect(t, 2) {
-			got = append(got, ev.Data)
-		}
+		got := c.data(t, 2)
 		sort.Strings(got)
 		if strings.Join(got, ",") != "y,z" {
 			t.Errorf("%s: after x: %v", n, got)
@@ -299,10 +290,7 @@ func TestKeyRetriedWhileApart(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := openStream(t, nil, streamURL(nodes[tc.to], "t"), afterX[tc.from])
-			var got []string
-			for _, ev := range c.collect(t, 2) {
-				got = append(got, ev.Data)
-			}
+			got := c.data(t, 2)
 			sort.Strings(got)
 			if strings.Join(got, ",") != "y,z" {
 				t.Errorf("resumed after x: %v", got)
@@ -351,10 +339,7 @@ func TestNewClientSeesGapFilledFromSkewedOrigin(t *testing.T) {
 			mustPublish(t, nodes["a"].url, "g", "m1")
 			f.setCut("a", "b", false)
 			mustPublish(t, nodes["a"].url, "g", "m2")
-			var got []string
-			for _, ev := range c.collect(t, 2) {
-				got = append(got, ev.Data)
-			}
+			got := c.data(t, 2)
 			if strings.Join(got, ",") != "m1,m2" {
 				t.Fatalf("got %v, want m1,m2", got)
 			}

@@ -103,12 +103,6 @@ runtime error or a failed scenario, 2 a usage error.`,
 		},
 	}
 	// Bad flags are usage errors (exit 2), like bad arguments.
-	onUsage := func(_ *cli.Context, err error, _ bool) error { return cli.Exit(err.Error(), 2) }
-	app.OnUsageError = onUsage
-	for _, c := range app.Commands {
-		c.OnUsageError = onUsage
-	}
-	// Keeps the handlers above; makes an unknown command a usage error too.
 	cliutil.SetUsageErrors(app)
 	return app
 }
