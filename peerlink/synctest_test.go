@@ -235,7 +235,8 @@ func TestSimRestart(t *testing.T) {
 }
 
 // TestSimPause: a member that hangs (SIGSTOP) is DOWN everywhere, and UP
-// again as soon as it resumes, on the same connections and incarnation.
+// again as soon as it resumes: on new connections (its peers closed the old
+// ones when they marked it DOWN), with the same incarnation.
 func TestSimPause(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		names := []string{"a", "b", "c"}
@@ -245,6 +246,13 @@ func TestSimPause(t *testing.T) {
 		for _, name := range names {
 			waitStatus(t, ms[name].Mesh, "c", farm.StatusUp, time.Second)
 		}
+		before := map[string]linkOf{}
+		for _, name := range []string{"a", "b"} {
+			before[name] = peerLink(ms[name].Mesh, "c")
+			if before[name].link == nil || before[name].inc != 1 {
+				t.Fatalf("%s: c's link before the pause = %+v, want a link of incarnation 1", name, before[name])
+			}
+		}
 		ms["c"].tr.crash()
 		waitStatus(t, ms["a"].Mesh, "c", farm.StatusDown, time.Second)
 		waitStatus(t, ms["b"].Mesh, "c", farm.StatusDown, time.Second)
@@ -253,6 +261,11 @@ func TestSimPause(t *testing.T) {
 		for _, name := range []string{"a", "b"} {
 			d := waitStatus(t, ms[name].Mesh, "c", farm.StatusUp, time.Second)
 			t.Logf("%s: c UP %v after resuming", name, d)
+			// The link was closed when c went DOWN, so c comes back on a new
+			// one, but as the same life: the incarnation of before the pause.
+			if after := peerLink(ms[name].Mesh, "c"); after.link == nil || after.link == before[name].link || after.inc != before[name].inc {
+				t.Errorf("%s: c came back on %+v, want a new link of the incarnation of before the pause (%+v)", name, after, before[name])
+			}
 		}
 		ms["c"].SetUsers(9)
 		waitUsers(t, ms["a"].Mesh, "c", 9, time.Second, "a does not get c's news after the pause")
@@ -467,4 +480,22 @@ func TestSimReturnBehindCutLink(t *testing.T) {
 		ms["b"].SetUsers(7)
 		waitUsers(t, ms["a"].Mesh, "b", 7, 2*d.RecheckInterval, "a does not learn b's users through c")
 	})
+}
+
+// linkOf is what a member holds of a peer's connection: the link itself and
+// the peer's incarnation.
+type linkOf struct {
+	link *link
+	inc  uint64
+}
+
+func peerLink(m *Mesh, name string) linkOf {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, p := range m.peers {
+		if p.name == name {
+			return linkOf{p.link, p.inc}
+		}
+	}
+	return linkOf{}
 }

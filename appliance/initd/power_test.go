@@ -97,7 +97,7 @@ func TestWatchPowerButtons(t *testing.T) {
 }
 
 // FuzzIsPowerPress: any bytes, no panic; a press is only ever a whole
-// event.
+// event, and readPresses counts exactly the presses among the whole events.
 func FuzzIsPowerPress(f *testing.F) {
 	f.Add(event(evKey, keyPower, 1))
 	f.Add(event(evKey, keyPower, 0))
@@ -105,7 +105,18 @@ func FuzzIsPowerPress(f *testing.F) {
 		if IsPowerPress(b) && len(b) < inputEvent {
 			t.Fatal("a short event counted as a press")
 		}
+		// readPresses sees every whole event at a multiple of the event
+		// size (the kernel returns whole events) and drops a partial tail.
+		want := 0
+		for i := 0; i+inputEvent <= len(b); i += inputEvent {
+			if IsPowerPress(b[i : i+inputEvent]) {
+				want++
+			}
+		}
 		var n int
 		readPresses(bytes.NewReader(b), func() { n++ })
+		if n != want {
+			t.Fatalf("readPresses counted %d presses in %d bytes, want %d", n, len(b), want)
+		}
 	})
 }

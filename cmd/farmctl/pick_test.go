@@ -63,9 +63,17 @@ func TestPickSimulatedPolicySaysSo(t *testing.T) {
 }
 
 func TestPickSeedRepeats(t *testing.T) {
-	first, _, _ := run(t, "pick", "--list", "../../farm/testdata/patent.txt", "--seed", "42", "--policy", "random")
+	pick := func() string {
+		t.Helper()
+		out, errOut, code := run(t, "pick", "--list", "../../farm/testdata/patent.txt", "--seed", "42", "--policy", "random")
+		if code != 0 || !strings.HasPrefix(out, "http://server") {
+			t.Fatalf("exit %d, picked %q: %s", code, out, errOut)
+		}
+		return out
+	}
+	first := pick()
 	for range 5 {
-		if again, _, _ := run(t, "pick", "--list", "../../farm/testdata/patent.txt", "--seed", "42", "--policy", "random"); again != first {
+		if again := pick(); again != first {
 			t.Fatalf("same seed, different picks: %q %q", first, again)
 		}
 	}
