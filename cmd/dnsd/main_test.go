@@ -12,11 +12,13 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/farmlb/farmlb/internal/cliutil"
+	"github.com/farmlb/farmlb/internal/racebuild"
 	"github.com/miekg/dns"
 	"go.uber.org/goleak"
 )
@@ -128,6 +130,27 @@ type proc struct {
 	lines chan string
 	done  chan struct{}
 	seen  []string // the lines waitLog has read
+	race  raceLog
+}
+
+// raceLog keeps what the race detector writes, from its first report on.
+type raceLog struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+func (r *raceLog) see(line string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if (len(r.lines) > 0 || strings.Contains(line, racebuild.Report)) && len(r.lines) < 200 {
+		r.lines = append(r.lines, line)
+	}
+}
+
+func (r *raceLog) String() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return strings.Join(r.lines, "\n")
 }
 
 // startDnsd builds and starts the binary and waits for its "serving" log
@@ -135,7 +158,9 @@ type proc struct {
 func startDnsd(t *testing.T, args ...string) (*proc, string) {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "dnsd")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+	// Built as the test is (-race under go test -race): the race
+	// detector watches the daemon too, and its report fails the test.
+	if out, err := exec.Command("go", append(append([]string{"build"}, racebuild.Flags()...), "-o", bin, ".")...).CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	cmd := exec.Command(bin, args...)
@@ -151,6 +176,7 @@ func startDnsd(t *testing.T, args ...string) (*proc, string) {
 		defer close(p.done)
 		sc := bufio.NewScanner(stderr)
 		for sc.Scan() {
+			p.race.see(sc.Text())
 			select {
 			case p.lines <- sc.Text():
 			default:
@@ -162,6 +188,9 @@ func startDnsd(t *testing.T, args ...string) (*proc, string) {
 		_ = cmd.Process.Kill()
 		<-p.done
 		_ = cmd.Wait()
+		if r := p.race.String(); r != "" {
+			t.Errorf("the race detector reported a data race in dnsd:\n%s", r)
+		}
 	})
 	line := p.waitLog(t, "msg=serving")
 	m := regexp.MustCompile(`udp=(\S+)`).FindStringSubmatch(line)

@@ -23,6 +23,7 @@ import (
 
 	"github.com/farmlb/farmlb/farm"
 	"github.com/farmlb/farmlb/internal/proc"
+	"github.com/farmlb/farmlb/internal/racebuild"
 	"github.com/farmlb/farmlb/peerlink"
 )
 
@@ -59,10 +60,14 @@ func Bin(t testing.TB, name string) string {
 		if buildErr != nil {
 			return
 		}
-		cmd := exec.Command("go", "build", "-o", binDir+"/", "./cmd/...")
+		// Built as the test is: with -race under go test -race, so that
+		// the race detector watches the daemons too (Close fails the test
+		// on its report).
+		args := append(append([]string{"build"}, racebuild.Flags()...), "-o", binDir+"/", "./cmd/...")
+		cmd := exec.Command("go", args...)
 		cmd.Dir = root
 		if b, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("go build ./cmd/...: %v\n%s", err, b)
+			buildErr = fmt.Errorf("go %s: %v\n%s", strings.Join(args, " "), err, b)
 		}
 	})
 	if buildErr != nil {
@@ -238,7 +243,8 @@ func (f *Farm) start(p *Proc) {
 	}(p.exited)
 }
 
-// Close ends every process (SIGCONT first, for stopped ones) and, when the
+// Close ends every process (SIGCONT first, for stopped ones), fails the test
+// when the race detector reported a data race in one of them, and, when the
 // test failed, prints their logs.
 func (f *Farm) Close() {
 	defer f.hc.CloseIdleConnections()
@@ -256,6 +262,13 @@ func (f *Farm) Close() {
 			<-p.exited
 		}
 		p.log.Close()
+	}
+	for _, name := range f.order {
+		// The log holds every life of the member (Restart appends).
+		b, _ := os.ReadFile(filepath.Join(f.Dir, name+".log"))
+		if i := bytes.Index(b, []byte(racebuild.Report)); i >= 0 {
+			f.t.Errorf("the race detector reported a data race in %s:\n%s", name, b[i:min(len(b), i+6000)])
+		}
 	}
 	if f.t.Failed() {
 		for _, name := range f.order {
