@@ -12,3 +12,5 @@ want dpkg-deb dpkg
 [ -e /usr/share/OVMF/OVMF_CODE_4M.fd ] || need+=(ovmf)
 want help2man help2man
 want debootstrap debootstrap
+# the .deb test verifies the service units with systemd-analyze (appliance/debtest)
+want systemd-analyze systemd
