@@ -430,6 +430,7 @@ func (rep *Report) check(e Expect) {
 	atMost("false_down", int64(rep.FalseDown), e.FalseDown)
 	atMost("resolve_failures", int64(rep.ResolveFailures), e.ResolveFailures)
 	atMost("reconnect_ms_p99", rep.ReconnectMSP99, e.ReconnectMSP99)
+	atMost("reconnect_ms_max", rep.ReconnectMSMax, e.ReconnectMSMax)
 	if e.DetectMSMax != nil && (rep.DetectMSMax < 0 || rep.DetectMSMax > int64(*e.DetectMSMax)) {
 		fail("detect_ms_max %d, want ≤ %d", rep.DetectMSMax, *e.DetectMSMax)
 	}

@@ -84,3 +84,37 @@ func TestReportMarkdownSaysNA(t *testing.T) {
 		}
 	}
 }
+
+// TestCheckBounds: each bound a scenario sets fails the run when the figure
+// is over it, and a time bound fails when the thing timed never happened.
+func TestCheckBounds(t *testing.T) {
+	n := func(v int) *int { return &v }
+	good := func() Report {
+		return Report{DetectMSMax: 600, DNSRemovedMS: 5100, ReconnectMSP99: 480, ReconnectMSMax: 900, Published: 10, Clients: 5}
+	}
+	for _, tc := range []struct {
+		name   string
+		edit   func(*Report)
+		expect Expect
+		want   string // "" passes
+	}{
+		{"within every bound", func(*Report) {}, Expect{DetectMSMax: n(1500), DNSRemovedMSMax: n(12000), ReconnectMSP99: n(1000), ReconnectMSMax: n(2000)}, ""},
+		{"no bound set", func(r *Report) { r.DetectMSMax, r.ReconnectMSMax = 99999, 99999 }, Expect{}, ""},
+		{"detection too slow", func(r *Report) { r.DetectMSMax = 1501 }, Expect{DetectMSMax: n(1500)}, "detect_ms_max 1501"},
+		{"detection never seen", func(r *Report) { r.DetectMSMax = -1 }, Expect{DetectMSMax: n(1500)}, "detect_ms_max -1"},
+		{"dns removal too slow", func(r *Report) { r.DNSRemovedMS = 12001 }, Expect{DNSRemovedMSMax: n(12000)}, "dns_removed_ms 12001"},
+		{"dns never removed", func(r *Report) { r.DNSRemovedMS = -1 }, Expect{DNSRemovedMSMax: n(12000)}, "dns_removed_ms -1"},
+		{"reconnect p99 over", func(r *Report) { r.ReconnectMSP99 = 1001 }, Expect{ReconnectMSP99: n(1000)}, "reconnect_ms_p99 1001 > 1000"},
+		{"a client stranded too long", func(r *Report) { r.ReconnectMSMax = 2001 }, Expect{ReconnectMSMax: n(2000)}, "reconnect_ms_max 2001 > 2000"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rep := good()
+			tc.edit(&rep)
+			rep.check(tc.expect)
+			got := strings.Join(rep.Failures, "; ")
+			if rep.Pass != (tc.want == "") || !strings.Contains(got, tc.want) {
+				t.Errorf("pass %v, failures %q; want %q", rep.Pass, got, tc.want)
+			}
+		})
+	}
+}

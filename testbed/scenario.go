@@ -102,6 +102,7 @@ type Expect struct {
 	DetectMSMax     *int
 	DNSRemovedMSMax *int
 	ReconnectMSP99  *int
+	ReconnectMSMax  *int
 	FalseDown       *int
 	ResolveFailures *int
 	MaxOverMean     *float64
@@ -193,6 +194,7 @@ type rawExpect struct {
 	DetectMSMax     *int     `yaml:"detect_ms_max"`
 	DNSRemovedMSMax *int     `yaml:"dns_removed_ms"`
 	ReconnectMSP99  *int     `yaml:"reconnect_ms_p99"`
+	ReconnectMSMax  *int     `yaml:"reconnect_ms_max"`
 	FalseDown       *int     `yaml:"false_down"`
 	ResolveFailures *int     `yaml:"resolve_failures"`
 	MaxOverMean     *float64 `yaml:"max_over_mean"`
