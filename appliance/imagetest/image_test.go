@@ -226,6 +226,10 @@ func TestImage(t *testing.T) {
 	}
 
 	v := boot(t, img, firmware)
+	// The bound on boot time: 3 minutes to the init's "up" line. Under TCG
+	// the time is the emulated CPU's share of the host: 7–131 s measured on
+	// a 2-core machine at load 13–33 (BENCHMARKS.md, "Boot to answer",
+	// which reports the figures this test logs).
 	v.await(t, "farmlb appliance up", 3*time.Minute)
 	t.Logf("boot (%s): the init reported up %.1fs after qemu started", firmware, time.Since(v.started).Seconds())
 	statusURL := fmt.Sprintf("http://127.0.0.1:%d/status", v.ports[9100])
