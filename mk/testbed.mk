@@ -9,7 +9,7 @@ TESTBED_FLAGS ?=
 testbed: deps build ## run every testbed scenario on the real binaries in a namespace lab (root), with progress and a summary line each
 	bin/testbed run $(TESTBED_FLAGS) --out $(TESTBED_OUT) all
 
-testbed-ci: deps build ## the testbed scenarios CI runs: failover and partition (root)
+testbed-ci: deps build ## a quick pair of testbed scenarios: failover and partition (root; CI runs them all)
 	bin/testbed run $(TESTBED_FLAGS) --out $(TESTBED_OUT) failover partition
 
 testbed-down: build ## remove what a crashed testbed left behind: its flb-* namespaces, bridge and veths, and the processes in them
