@@ -108,6 +108,7 @@ type metrics struct {
 	tableUpdates prometheus.Counter
 	tableErrors  prometheus.Counter
 	tcpConns     prometheus.Gauge
+	signDuration prometheus.Histogram // dnssec.go
 }
 
 func newMetrics(age func() float64) *metrics {
@@ -140,12 +141,17 @@ func newMetrics(age func() float64) *metrics {
 			Name: "farmlb_dnsd_tcp_connections",
 			Help: "Open TCP connections.",
 		}),
+		signDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "farmlb_dnsd_dnssec_build_seconds",
+			Help:    "Time to build and sign the zone's answers after a table change or a signature refresh (signed zones only).",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
+		}),
 	}
 }
 
 // collectors are what register and unregister hand to the registry.
 func (m *metrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m, m.tableAge, m.tableHeld, m.tableServers, m.tableUpdates, m.tableErrors, m.tcpConns}
+	return []prometheus.Collector{m, m.tableAge, m.tableHeld, m.tableServers, m.tableUpdates, m.tableErrors, m.tcpConns, m.signDuration}
 }
 
 func (m *metrics) register(r prometheus.Registerer) error {

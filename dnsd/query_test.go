@@ -28,6 +28,15 @@ func testZones(t testing.TB) []*zone {
 		}
 		zs = append(zs, z)
 	}
+	// The same farms signed: a combined signing key (ECDSA), and a KSK
+	// and a ZSK (Ed25519).
+	for i, l := range []*farm.List{testList(t), bigList(t, 100)} {
+		z, err := buildSignedZone(zc, l, 1, 1232, newSigner(testKeys(t, zc.Origin, i == 1)), testNow)
+		if err != nil {
+			t.Fatal(err)
+		}
+		zs = append(zs, z)
+	}
 	return zs
 }
 

@@ -1,0 +1,352 @@
+package dnsd
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+
+	"github.com/farmlb/farmlb/farm"
+)
+
+// testNow is the clock of testConfig.
+var testNow = time.Date(2026, 11, 29, 14, 0, 0, 0, time.UTC)
+
+// writeTestKeys makes keys for zone in dir: one ECDSA combined signing key,
+// or (split) an Ed25519 KSK and ZSK. It returns the paths without suffix.
+func writeTestKeys(t testing.TB, dir, zone string, split bool) []string {
+	t.Helper()
+	alg, seps := uint8(dns.ECDSAP256SHA256), []bool{true}
+	if split {
+		alg, seps = dns.ED25519, []bool{true, false}
+	}
+	var paths []string
+	for _, sep := range seps {
+		k, priv, err := GenerateKey(zone, alg, sep)
+		if err != nil {
+			t.Fatal(err)
+		}
+		base, err := WriteKey(dir, k, priv, time.Now(), false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		paths = append(paths, base)
+	}
+	return paths
+}
+
+// testKeys makes and loads keys for zone (see writeTestKeys).
+func testKeys(t testing.TB, zone string, split bool) *Keys {
+	t.Helper()
+	ks, err := LoadKeys(writeTestKeys(t, t.TempDir(), zone, split), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ks
+}
+
+// verify checks every RRSIG of m against the set it covers with the keys'
+// DNSKEYs at time now, and that every set (but OPT) is covered. It returns the number of signatures.
+func verify(m *dns.Msg, keys []*dns.DNSKEY, now time.Time) (int, error) {
+	n := 0
+	for _, sec := range [][]dns.RR{m.Answer, m.Ns, m.Extra} {
+		sets := map[string][]dns.RR{}
+		var sigs []*dns.RRSIG
+		for _, rr := range sec {
+			h := rr.Header()
+			switch rr := rr.(type) {
+			case *dns.RRSIG:
+				sigs = append(sigs, rr)
+			case *dns.OPT:
+			default:
+				k := strings.ToLower(h.Name) + "/" + dns.TypeToString[h.Rrtype]
+				sets[k] = append(sets[k], rr)
+			}
+		}
+		covered := map[string]bool{}
+		for _, sig := range sigs {
+			k := strings.ToLower(sig.Hdr.Name) + "/" + dns.TypeToString[sig.TypeCovered]
+			set := sets[k]
+			if len(set) == 0 {
+				return n, fmt.Errorf("RRSIG over %s with no such set", k)
+			}
+			i := slices.IndexFunc(keys, func(d *dns.DNSKEY) bool { return d.KeyTag() == sig.KeyTag })
+			if i < 0 {
+				return n, fmt.Errorf("RRSIG over %s by unknown key %d", k, sig.KeyTag)
+			}
+			if err := sig.Verify(keys[i], set); err != nil {
+				return n, fmt.Errorf("RRSIG over %s: %v", k, err)
+			}
+			if !sig.ValidityPeriod(now) {
+				return n, fmt.Errorf("RRSIG over %s not valid at %v", k, now)
+			}
+			covered[k] = true
+			n++
+		}
+		for k := range sets {
+			if !covered[k] {
+				return n, fmt.Errorf("set %s is not signed", k)
+			}
+		}
+	}
+	return n, nil
+}
+
+func dnskeys(ks *Keys) []*dns.DNSKEY {
+	var out []*dns.DNSKEY
+	for _, k := range append(slices.Clone(ks.Sign), ks.Publish...) {
+		out = append(out, k.DNSKEY)
+	}
+	return out
+}
+
+// TestSignedAnswers asks a signed zone every name and type with and without
+// the DO bit: with it, every set comes with a signature that verifies, and
+// negative answers carry the compact-denial NSEC; without it, nothing of
+// DNSSEC.
+func TestSignedAnswers(t *testing.T) {
+	for _, split := range []bool{false, true} {
+		t.Run(fmt.Sprintf("split=%v", split), func(t *testing.T) {
+			ks := testKeys(t, testZone, split)
+			cfg := testConfig(newTestSource(testList(t)))
+			cfg.Zone.Keys = ks
+			s := startServer(t, cfg)
+			type tc struct {
+				qname string
+				qtype uint16
+				rcode int
+				// answer: the type of the answer's records (0: none,
+				// a negative answer)
+				answer uint16
+				// bitmap: the NSEC's types in a negative answer
+				bitmap []uint16
+			}
+			tests := []tc{
+				{testZone, dns.TypeA, dns.RcodeSuccess, dns.TypeA, nil},
+				{"Stream.FarmLB.test.", dns.TypeAAAA, dns.RcodeSuccess, dns.TypeAAAA, nil},
+				{testZone, dns.TypeSOA, dns.RcodeSuccess, dns.TypeSOA, nil},
+				{testZone, dns.TypeNS, dns.RcodeSuccess, dns.TypeNS, nil},
+				{testZone, dns.TypeDNSKEY, dns.RcodeSuccess, dns.TypeDNSKEY, nil},
+				{"_farm." + testZone, dns.TypeTXT, dns.RcodeSuccess, dns.TypeTXT, nil},
+				{"_farmlb._tcp." + testZone, dns.TypeSRV, dns.RcodeSuccess, dns.TypeSRV, nil},
+				{"serverB." + testZone, dns.TypeA, dns.RcodeSuccess, dns.TypeA, nil},
+				{testZone, dns.TypeMX, dns.RcodeSuccess, 0, []uint16{dns.TypeA, dns.TypeNS, dns.TypeSOA, dns.TypeAAAA, dns.TypeRRSIG, dns.TypeNSEC, dns.TypeDNSKEY}},
+				{"_tcp." + testZone, dns.TypeA, dns.RcodeSuccess, 0, []uint16{dns.TypeRRSIG, dns.TypeNSEC}},
+				{"serverB." + testZone, dns.TypeAAAA, dns.RcodeSuccess, 0, []uint16{dns.TypeA, dns.TypeRRSIG, dns.TypeNSEC}},
+				{"NoSuch." + testZone, dns.TypeA, dns.RcodeSuccess, 0, []uint16{dns.TypeRRSIG, dns.TypeNSEC, dns.TypeNXNAME}},
+				{"a.b.c." + testZone, dns.TypeTXT, dns.RcodeSuccess, 0, []uint16{dns.TypeRRSIG, dns.TypeNSEC, dns.TypeNXNAME}},
+			}
+			for _, tc := range tests {
+				for _, network := range []string{"udp", "tcp"} {
+					t.Run(fmt.Sprintf("%s/%s/%s", tc.qname, dns.TypeToString[tc.qtype], network), func(t *testing.T) {
+						m := query(tc.qname, tc.qtype)
+						m.SetEdns0(1232, true)
+						r := exchange(t, s, network, m)
+						if r.Rcode != tc.rcode || !r.Authoritative {
+							t.Fatalf("rcode %s AA %v, want %s AA", dns.RcodeToString[r.Rcode], r.Authoritative, dns.RcodeToString[tc.rcode])
+						}
+						if o := r.IsEdns0(); o == nil || !o.Do() {
+							t.Fatal("DO not echoed")
+						}
+						n, err := verify(r, dnskeys(ks), testNow)
+						if err != nil {
+							t.Fatalf("%v\n%v", err, r)
+						}
+						if n == 0 {
+							t.Fatalf("no signature\n%v", r)
+						}
+						if tc.answer != 0 {
+							if len(r.Answer) == 0 || r.Answer[0].Header().Rrtype != tc.answer {
+								t.Fatalf("answer %v, want %s", r.Answer, dns.TypeToString[tc.answer])
+							}
+							return
+						}
+						var nsec *dns.NSEC
+						for _, rr := range r.Ns {
+							if x, ok := rr.(*dns.NSEC); ok {
+								nsec = x
+							}
+						}
+						if len(r.Answer) != 0 || nsec == nil {
+							t.Fatalf("want a negative answer with an NSEC:\n%v", r)
+						}
+						if !strings.EqualFold(nsec.Hdr.Name, tc.qname) || !strings.EqualFold(nsec.NextDomain, "\\000."+tc.qname) {
+							t.Errorf("NSEC %v: want %s to \\000.%s (compact denial)", nsec, tc.qname, tc.qname)
+						}
+						want := slices.Sorted(slices.Values(tc.bitmap))
+						if !slices.Equal(nsec.TypeBitMap, want) {
+							t.Errorf("NSEC types %v, want %v", nsec.TypeBitMap, want)
+						}
+					})
+				}
+			}
+			t.Run("without DO nothing of DNSSEC", func(t *testing.T) {
+				for _, tc := range tests {
+					m := query(tc.qname, tc.qtype)
+					m.SetEdns0(1232, false)
+					r := exchange(t, s, "udp", m)
+					for _, rr := range append(append(slices.Clone(r.Answer), r.Ns...), r.Extra...) {
+						if ty := rr.Header().Rrtype; ty == dns.TypeRRSIG || ty == dns.TypeNSEC {
+							t.Errorf("%s %s: %v without DO", tc.qname, dns.TypeToString[tc.qtype], rr)
+						}
+					}
+					if tc.bitmap != nil && slices.Contains(tc.bitmap, dns.TypeNXNAME) && r.Rcode != dns.RcodeNameError {
+						t.Errorf("%s: rcode %s without DO, want NXDOMAIN", tc.qname, dns.RcodeToString[r.Rcode])
+					}
+				}
+			})
+		})
+	}
+}
+
+// TestSignedRotation checks that every rotation of the service name's
+// addresses still verifies: a signature covers the set in canonical order.
+func TestSignedRotation(t *testing.T) {
+	ks := testKeys(t, testZone, false)
+	cfg := testConfig(newTestSource(bigList(t, 5)))
+	cfg.Zone.Keys = ks
+	s := startServer(t, cfg)
+	firsts := map[string]bool{}
+	for i := 0; i < 10; i++ {
+		m := query(testZone, dns.TypeA)
+		m.SetEdns0(1232, true)
+		r := exchange(t, s, "udp", m)
+		if len(r.Answer) != 6 {
+			t.Fatalf("answer %v, want 5 A and an RRSIG", r.Answer)
+		}
+		firsts[r.Answer[0].(*dns.A).A.String()] = true
+		if _, err := verify(r, dnskeys(ks), testNow); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(firsts) != 5 {
+		t.Errorf("first addresses %v: the set did not rotate", firsts)
+	}
+}
+
+// TestResignReuse checks what a table change re-signs: the sets that
+// changed get new signatures, the others keep theirs; and that a zone whose
+// table does not change is re-signed before its signatures expire.
+func TestResignReuse(t *testing.T) {
+	now := testNow
+	src := newTestSource(bigList(t, 20))
+	cfg := testConfig(src)
+	cfg.Zone.Keys = testKeys(t, testZone, false)
+	cfg.Now = func() time.Time { return now }
+	s, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Shutdown(t.Context())
+	sig := func(name string, t uint16) *dns.RRSIG {
+		n := s.zone.Load().nodes[string(wireName(name))]
+		return n.set(t).sigs[0].(*dns.RRSIG)
+	}
+	own, farmSig := sig("server001."+testZone, dns.TypeA), sig("_farm."+testZone, dns.TypeTXT)
+	l := bigList(t, 20)
+	l.Servers[3].Status = farm.StatusDown
+	src.Set(l)
+	if err := s.rebuild(false); err != nil {
+		t.Fatal(err)
+	}
+	if sig("server001."+testZone, dns.TypeA) != own {
+		t.Error("a server's own address was signed again, though it did not change")
+	}
+	if sig("_farm."+testZone, dns.TypeTXT).Signature == farmSig.Signature {
+		t.Error("_farm changed but kept its signature")
+	}
+	if z := s.zone.Load(); z.refreshAt.Sub(now) != sigValidity-sigRefresh {
+		t.Errorf("refresh in %v, want %v", z.refreshAt.Sub(now), sigValidity-sigRefresh)
+	}
+	// Days later, the table unchanged: the refresh signs everything anew.
+	now = now.Add(sigRefresh)
+	if err := s.rebuild(false); err != nil {
+		t.Fatal(err)
+	}
+	got := sig("server001."+testZone, dns.TypeA)
+	if got == own || time.Unix(int64(got.Expiration), 0).Sub(now) != sigValidity || !time.Unix(int64(got.Inception), 0).Equal(now.Add(-sigSkew)) {
+		t.Errorf("after the refresh: inception %d expiration %d, want %d and %d", got.Inception, got.Expiration, now.Add(-sigSkew).Unix(), now.Add(sigValidity).Unix())
+	}
+}
+
+// TestKeyErrors checks that bad keys are clear errors.
+func TestKeyErrors(t *testing.T) {
+	dir := t.TempDir()
+	good := writeTestKeys(t, dir, testZone, false)[0]
+	other := writeTestKeys(t, filepath.Join(dir, "other"), "other.test.", false)[0]
+	split := writeTestKeys(t, filepath.Join(dir, "split"), testZone, true)
+	// An RSA key in BIND's format (algorithm 8).
+	rsa := filepath.Join(dir, "Kstream.farmlb.test.+008+00001")
+	if err := os.WriteFile(rsa+".key", []byte(testZone+" 3600 IN DNSKEY 257 3 8 AwEAAcUlFV1vhmqx6NSOUOq2R/dsR7Xm3upJj7IommWSpJABVfW8Q0rO vXdM6kzt+TAu92L9AbsUdblMFin8CVF3n4s=\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// A private key that is not the DNSKEY's.
+	mixed := filepath.Join(dir, "mixed", "Kstream.farmlb.test.+013+00002")
+	_ = os.MkdirAll(filepath.Dir(mixed), 0o755)
+	pub, _ := os.ReadFile(good + ".key")
+	otherKey := writeTestKeys(t, filepath.Join(dir, "third"), testZone, false)[0]
+	priv, _ := os.ReadFile(otherKey + ".private")
+	_ = os.WriteFile(mixed+".key", pub, 0o644)
+	_ = os.WriteFile(mixed+".private", priv, 0o600)
+
+	tests := []struct {
+		name          string
+		sign, publish []string
+		zone          string
+		err           string
+	}{
+		{"missing file", []string{filepath.Join(dir, "Knone")}, nil, testZone, "no such file"},
+		{"missing private key", []string{good + "x"}, nil, testZone, "no such file"},
+		{"wrong algorithm", []string{rsa}, nil, testZone, "algorithm 8 (RSASHA256) is not supported"},
+		{"key of another zone", []string{other}, nil, testZone, "is a key for zone other.test., not for " + testZone},
+		{"keys of two zones", []string{good, other}, nil, testZone, "for zone other.test."},
+		{"two algorithms", []string{good, split[1]}, nil, testZone, "one algorithm per zone"},
+		{"private key of another key", []string{mixed}, nil, testZone, "does not match the DNSKEY"},
+		{"nothing signs", nil, []string{good}, testZone, "no signing key"},
+		{"a key twice", []string{good}, []string{good + ".key"}, testZone, "same key tag"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			ks, err := LoadKeys(tc.sign, tc.publish)
+			if err == nil {
+				cfg := testConfig(newTestSource(testList(t)))
+				cfg.Zone.Keys = ks
+				_, err = New(cfg)
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Fatalf("err %v, want one containing %q", err, tc.err)
+			}
+		})
+	}
+	t.Run("the file names: .key, .private or neither", func(t *testing.T) {
+		for _, p := range []string{good, good + ".key", good + ".private"} {
+			if _, err := LoadKeys([]string{p}, nil); err != nil {
+				t.Errorf("%s: %v", p, err)
+			}
+		}
+	})
+}
+
+// TestSetZoneBadKeysKeepsLast checks that a zone change with bad keys (as on
+// SIGHUP) is refused and the last good keys keep signing.
+func TestSetZoneBadKeysKeepsLast(t *testing.T) {
+	ks := testKeys(t, testZone, false)
+	cfg := testConfig(newTestSource(testList(t)))
+	cfg.Zone.Keys = ks
+	s := startServer(t, cfg)
+	z := s.Zone()
+	z.Keys = testKeys(t, "other.test.", false)
+	if err := s.SetZone(z); err == nil || !strings.Contains(err.Error(), "other.test.") {
+		t.Fatalf("SetZone with another zone's key: %v", err)
+	}
+	m := query(testZone, dns.TypeA)
+	m.SetEdns0(1232, true)
+	if n, err := verify(exchange(t, s, "udp", m), dnskeys(ks), testNow); err != nil || n == 0 {
+		t.Fatalf("after the refused change: %d signatures, %v", n, err)
+	}
+}
