@@ -350,3 +350,55 @@ func TestSetZoneBadKeysKeepsLast(t *testing.T) {
 		t.Fatalf("after the refused change: %d signatures, %v", n, err)
 	}
 }
+
+// TestSignedTruncation: a signed answer larger than the client's buffer is
+// truncated over UDP and comes whole, signatures and all, over TCP.
+func TestSignedTruncation(t *testing.T) {
+	ks := testKeys(t, testZone, false)
+	cfg := testConfig(newTestSource(bigList(t, 100)))
+	cfg.Zone.Keys = ks
+	s := startServer(t, cfg)
+	for _, tc := range []struct {
+		name  string
+		qname string
+		qtype uint16
+		edns  uint16
+	}{
+		{"_farm TXT, buffer 1232", "_farm." + testZone, dns.TypeTXT, 1232},
+		{"SRV, buffer 1232", "_farmlb._tcp." + testZone, dns.TypeSRV, 1232},
+		{"service A, buffer 512", testZone, dns.TypeA, 512},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := query(tc.qname, tc.qtype)
+			m.SetEdns0(tc.edns, true)
+			raw := rawExchange(t, s, "udp", packed(t, m))
+			if len(raw) != 1 || len(raw[0]) > int(max(tc.edns, 512)) {
+				t.Fatalf("UDP replies %d, want one of at most %d bytes", len(raw), tc.edns)
+			}
+			r := new(dns.Msg)
+			if err := r.Unpack(raw[0]); err != nil {
+				t.Fatal(err)
+			}
+			if !r.Truncated {
+				t.Errorf("UDP reply of %d bytes without TC", len(raw[0]))
+			}
+			whole := exchange(t, s, "tcp", m)
+			if whole.Truncated {
+				t.Fatal("TC over TCP")
+			}
+			n, err := verify(whole, dnskeys(ks), testNow)
+			if err != nil || n == 0 {
+				t.Fatalf("over TCP: %d signatures, %v", n, err)
+			}
+			got := 0
+			for _, rr := range whole.Answer {
+				if rr.Header().Rrtype == tc.qtype {
+					got++
+				}
+			}
+			if want := map[uint16]int{dns.TypeTXT: 1, dns.TypeSRV: 100, dns.TypeA: 100}[tc.qtype]; got != want {
+				t.Errorf("%d records over TCP, want %d", got, want)
+			}
+		})
+	}
+}

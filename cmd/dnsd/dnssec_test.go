@@ -108,8 +108,9 @@ func rrStrings(rrs []dns.RR, qtype uint16) []string {
 // whose trust anchor is the KSK's DS (and behind BIND's delv): every kind of
 // answer is secure; a node that leaves the mesh leaves the validated answer
 // within detection and TTL (a node killed: cmd/farmctl's TestDNSSECNodeKilled); a trust anchor for another key gets SERVFAIL; a SIGHUP
-// with a bad key keeps the last good keys; and a ZSK rollover (pre-publish)
-// done with farmctl's key files never fails a query on the way.
+// with a bad key keeps the last good keys; and neither a ZSK rollover
+// (pre-publish) nor a KSK rollover (double-DS), each step a change of the
+// farm file and a SIGHUP, fails a query on the way.
 func TestDNSSECThroughResolvers(t *testing.T) {
 	const zone = "stream.farmlb.test."
 	const ttl = 2 * time.Second // the service name's, _farm's and SRV's
@@ -120,6 +121,7 @@ func TestDNSSECThroughResolvers(t *testing.T) {
 	}
 	keys := filepath.Join(dir, "keys")
 	ksk, zsk1 := genKey(t, keys, zone, true), genKey(t, keys, zone, false)
+	zsk := zsk1 // the ZSK that signs, after each subtest
 	path := filepath.Join(dir, "farm.yaml")
 	writeFarmKeys := func(sign, publish []string) {
 		t.Helper()
@@ -219,7 +221,7 @@ func TestDNSSECThroughResolvers(t *testing.T) {
 	// answers leave its cache within seconds and for a name never asked
 	// before (validated afresh each time): every answer must be secure.
 	seq := 0
-	keepResolving := func(t *testing.T, d time.Duration) {
+	keepResolving := func(t *testing.T, resolver string, d time.Duration) {
 		t.Helper()
 		for end := time.Now().Add(d); time.Now().Before(end); {
 			seq++
@@ -290,7 +292,7 @@ func TestDNSSECThroughResolvers(t *testing.T) {
 			if tags := sigTags(t, addr, zone, dns.TypeA); !slices.Equal(tags, []uint16{dsOf(t, zsk1).KeyTag}) {
 				t.Errorf("signed by %v after the bad reload, want the ZSK %d", tags, dsOf(t, zsk1).KeyTag)
 			}
-			keepResolving(t, 0)
+			keepResolving(t, resolver, 0)
 		}
 		writeFarmKeys([]string{ksk, zsk1}, nil)
 	})
@@ -315,17 +317,45 @@ func TestDNSSECThroughResolvers(t *testing.T) {
 		// 1. Publish the new ZSK; wait until every cached DNSKEY set has
 		// it (the DNSKEY TTL, the SOA's: 3s).
 		step([]string{ksk, zsk1}, []string{zsk2}, 3, tag1)
-		keepResolving(t, 4*time.Second)
+		keepResolving(t, resolver, 4*time.Second)
 		// 2. Sign with the new ZSK, keep the old one published until the
 		// signatures it made have left the caches (the largest TTL: 3s).
 		step([]string{ksk, zsk2}, []string{zsk1}, 3, tag2)
-		keepResolving(t, 4*time.Second)
+		keepResolving(t, resolver, 4*time.Second)
 		// 3. Remove the old ZSK.
 		step([]string{ksk, zsk2}, nil, 2, tag2)
-		keepResolving(t, 4*time.Second)
+		zsk = zsk2
+		keepResolving(t, resolver, 4*time.Second)
 		if _, err := exec.LookPath("delv"); err == nil {
 			delv(t, delvAnchors, addr, zone, dns.TypeA)
 		}
+	})
+
+	t.Run("KSK rollover, double-DS", func(t *testing.T) {
+		ksk2 := genKey(t, keys, zone, true)
+		// 1. The parent publishes the new KSK's DS beside the old one: a
+		// resolver that has both (here its trust anchors) validates
+		// either KSK. Wait the DS TTL (a resolver started now has it).
+		both := filepath.Join(t.TempDir(), "both.ds")
+		if err := os.WriteFile(both, []byte(dsOf(t, ksk).String()+"\n"+dsOf(t, ksk2).String()+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		r2 := farmtest.StartUnbound(t, "127.0.0.77", map[string]string{zone: addr}, validating(both))
+		keepResolving(t, r2, 0)
+		// 2. Swap the KSK in the farm file; wait the DNSKEY TTL (3s).
+		writeFarmKeys([]string{ksk2, zsk}, nil)
+		if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+			t.Fatal(err)
+		}
+		p.waitLog(t, "msg=reloaded")
+		if tags := sigTags(t, addr, zone, dns.TypeDNSKEY); !slices.Contains(tags, dsOf(t, ksk2).KeyTag) || slices.Contains(tags, dsOf(t, ksk).KeyTag) {
+			t.Errorf("DNSKEY signed by %v, want the new KSK %d and not the old", tags, dsOf(t, ksk2).KeyTag)
+		}
+		keepResolving(t, r2, 4*time.Second)
+		// 3. The parent removes the old DS: a resolver with only the new
+		// one validates.
+		r3 := farmtest.StartUnbound(t, "127.0.0.78", map[string]string{zone: addr}, validating(ksk2+".ds"))
+		keepResolving(t, r3, 0)
 	})
 }
 
