@@ -237,3 +237,16 @@ func (z *zone) chainNSEC(n *node, next string) ([]dns.RR, error) {
 	}
 	return append([]dns.RR{nsec}, sigs...), nil
 }
+
+// dnssecRecords answers a query with DO for the type NSEC (the name's NSEC
+// and its signatures) or RRSIG (every signature at the name), named as asked.
+func (z *zone) dnssecRecords(n *node, q dns.Question) []dns.RR {
+	if q.Qtype == dns.TypeNSEC {
+		return withSigs(nil, n.nsec, q.Name)
+	}
+	var sigs []dns.RR
+	for _, s := range n.sets {
+		sigs = append(sigs, s.sigs...)
+	}
+	return withSigs(nil, append(sigs, n.nsec[1:]...), q.Name)
+}

@@ -138,6 +138,7 @@ func TestSignedAnswers(t *testing.T) {
 				{testZone, dns.TypeMX, dns.RcodeSuccess, 0, []uint16{dns.TypeA, dns.TypeNS, dns.TypeSOA, dns.TypeAAAA, dns.TypeRRSIG, dns.TypeNSEC, dns.TypeDNSKEY}},
 				{"_tcp." + testZone, dns.TypeA, dns.RcodeSuccess, 0, []uint16{dns.TypeRRSIG, dns.TypeNSEC}},
 				{"serverB." + testZone, dns.TypeAAAA, dns.RcodeSuccess, 0, []uint16{dns.TypeA, dns.TypeRRSIG, dns.TypeNSEC}},
+				{"serverB." + testZone, dns.TypeNSEC, dns.RcodeSuccess, dns.TypeNSEC, nil},
 				{"NoSuch." + testZone, dns.TypeA, dns.RcodeSuccess, 0, []uint16{dns.TypeRRSIG, dns.TypeNSEC, dns.TypeNXNAME}},
 				{"a.b.c." + testZone, dns.TypeTXT, dns.RcodeSuccess, 0, []uint16{dns.TypeRRSIG, dns.TypeNSEC, dns.TypeNXNAME}},
 			}

@@ -126,7 +126,7 @@ func seedQueries() map[string]*dns.Msg {
 	out := map[string]*dns.Msg{}
 	names := []string{testZone, "StReAm.FarmLB.TEST.", "_farm." + testZone, "_farmlb._tcp." + testZone, "_tcp." + testZone,
 		"serverA." + testZone, "SERVERN." + testZone, "ns1." + testZone, "nope." + testZone, "a.b.c." + testZone, "example.com.", "test.", "."}
-	types := []uint16{dns.TypeA, dns.TypeAAAA, dns.TypeTXT, dns.TypeSRV, dns.TypeNS, dns.TypeSOA, dns.TypeANY, dns.TypeMX, dns.TypeAXFR, dns.TypeHTTPS}
+	types := []uint16{dns.TypeA, dns.TypeAAAA, dns.TypeTXT, dns.TypeSRV, dns.TypeNS, dns.TypeSOA, dns.TypeANY, dns.TypeMX, dns.TypeAXFR, dns.TypeHTTPS, dns.TypeDNSKEY, dns.TypeNSEC, dns.TypeRRSIG}
 	for _, n := range names {
 		for _, ty := range types {
 			for _, edns := range []int{-1, 0, 1} {

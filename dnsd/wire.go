@@ -217,6 +217,9 @@ func (z *zone) fast(buf, q []byte, udp bool) (out []byte, res result, ok bool) {
 		res.rcode = dns.RcodeNameError
 	default:
 		w, ws := n.nodata, n.fast
+		if do && z.signer != nil && (qtype == dns.TypeNSEC || qtype == dns.TypeRRSIG) {
+			return nil, res, false // rare: the slow path answers them
+		}
 		if do && z.signer != nil {
 			w, ws = n.nodataDO, n.fastDO
 		}

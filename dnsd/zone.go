@@ -541,6 +541,11 @@ func (z *zone) respond(req *dns.Msg, q dns.Question, lname []byte, advance, do b
 		m.Ns = withSigs(m.Ns, d.rrs, q.Name)
 		return m
 	}
+	if do && (q.Qtype == dns.TypeNSEC || q.Qtype == dns.TypeRRSIG) {
+		// The NSEC bitmap says both types exist at every name.
+		m.Answer = z.dnssecRecords(n, q)
+		return m
+	}
 	for _, s := range n.sets {
 		if q.Qtype != dns.TypeANY && q.Qtype != s.rrtype {
 			continue
