@@ -372,7 +372,7 @@ func (s *Server) Serve(ctx context.Context) error {
 			s.serveTCP(tcp, st, &wg)
 		}()
 	}
-	s.log.Info("serving", "zone", s.zoneCfg.Origin, "udp", addrOf(udp), "udp_sockets", len(udp), "tcp", tcpAddrOf(tcp))
+	s.log.Info("serving", "zone", s.Zone().Origin, "udp", addrOf(udp), "udp_sockets", len(udp), "tcp", tcpAddrOf(tcp))
 
 	select {
 	case <-ctx.Done():
