@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -54,5 +55,24 @@ func TestDNSSection(t *testing.T) {
 				t.Errorf("unexpected section: %+v", f.DNS)
 			}
 		})
+	}
+}
+
+// TestKeyPaths: the dnssec keys' paths are relative to the farm file.
+func TestKeyPaths(t *testing.T) {
+	f, err := Parse([]byte(minimal + "dns:\n  dnssec:\n    keys: [keys/Ka.+013+00001, /abs/Ka.+013+00003]\n    publish: [keys/Ka.+013+00002]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Dir = "/etc/farmlb"
+	sign, publish := f.KeyPaths()
+	if want := []string{"/etc/farmlb/keys/Ka.+013+00001", "/abs/Ka.+013+00003"}; !slices.Equal(sign, want) {
+		t.Errorf("keys %v, want %v", sign, want)
+	}
+	if want := []string{"/etc/farmlb/keys/Ka.+013+00002"}; !slices.Equal(publish, want) {
+		t.Errorf("publish %v, want %v", publish, want)
+	}
+	if s, p := (&Farm{}).KeyPaths(); s != nil || p != nil {
+		t.Errorf("no dnssec section: %v %v", s, p)
 	}
 }
