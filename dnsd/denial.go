@@ -84,6 +84,9 @@ func (z *zone) denial(lname []byte) *denial {
 	if err != nil {
 		return nil
 	}
+	if c := z.signer.denied; c != nil {
+		c.Inc()
+	}
 	d = &denial{rrs: append([]dns.RR{nsec}, sigs...)}
 	d.tail = nxTail(nsec)
 	for _, s := range sigs {

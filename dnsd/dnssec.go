@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // DNSSEC signing. Signatures are made when a table change builds a zone, not
@@ -46,6 +47,20 @@ type signer struct {
 	// denials are the signed denials of names that do not exist, shared by
 	// the zones built until they come due for refresh.
 	denials *denialCache
+	// denied counts the denials signed (nil: not counted).
+	denied prometheus.Counter
+}
+
+// describe lists the keys for the log: what signs and what is published.
+func (sg *signer) describe() []string {
+	var out []string
+	for _, k := range sg.keys.Sign {
+		out = append(out, "sign "+k.String())
+	}
+	for _, k := range sg.keys.Publish {
+		out = append(out, "publish "+k.String())
+	}
+	return out
 }
 
 func newSigner(ks *Keys) *signer {

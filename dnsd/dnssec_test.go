@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/farmlb/farmlb/farm"
 )
@@ -491,5 +492,27 @@ func BenchmarkResign(b *testing.B) {
 				b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N)/1e6, "cpu-ms/op")
 			})
 		}
+	}
+}
+
+// TestDenialSignedOnce: a name that does not exist is signed on its first
+// query with DO and answered from the cache after (the metric counts the
+// signatures), and the build's time is measured.
+func TestDenialSignedOnce(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	cfg := testConfig(newTestSource(testList(t)))
+	cfg.Zone.Keys = testKeys(t, testZone, false)
+	cfg.Registerer = reg
+	s := startServer(t, cfg)
+	for i, name := range []string{"a." + testZone, "A." + testZone, "b." + testZone, "a." + testZone} {
+		m := query(name, dns.TypeA)
+		m.SetEdns0(1232, true)
+		exchange(t, s, []string{"udp", "tcp"}[i%2], m)
+	}
+	if n, _ := metricValue(t, reg, "farmlb_dnsd_dnssec_denials_signed_total", nil); n != 2 {
+		t.Errorf("%v denials signed for two names asked four times, want 2", n)
+	}
+	if n, _ := metricValue(t, reg, "farmlb_dnsd_dnssec_build_seconds", nil); n < 1 {
+		t.Errorf("%v builds measured, want at least the first", n)
 	}
 }

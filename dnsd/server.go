@@ -131,6 +131,8 @@ func (s *Server) rebuild(force bool) error {
 	s.serial = max(s.serial+1, uint32(now.Unix()))
 	if s.zoneCfg.Keys != nil && s.signer == nil {
 		s.signer = newSigner(s.zoneCfg.Keys)
+		s.signer.denied = s.metrics.denialsSigned
+		s.log.Info("dnssec: signing the zone", "keys", s.signer.describe())
 	}
 	var z *zone
 	var err error
