@@ -257,6 +257,10 @@ func TestDNSSECThroughResolvers(t *testing.T) {
 			}
 			if slices.Equal(rrStrings(r.Answer, dns.TypeA), []string{"127.0.0.71"}) {
 				validated = time.Since(killed)
+				// dnsd changed first, between two of our queries to it.
+				if detected == 0 {
+					detected = validated
+				}
 			}
 			time.Sleep(20 * time.Millisecond)
 		}

@@ -100,6 +100,10 @@ func TestDNSSECNodeKilled(t *testing.T) {
 		}
 		if slices.Equal(got, want) {
 			validated = time.Since(killed)
+			// dnsd changed first, between two of our queries to it.
+			if detected == 0 {
+				detected = validated
+			}
 		}
 		time.Sleep(20 * time.Millisecond) // the pace of the queries
 	}
