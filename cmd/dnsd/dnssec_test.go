@@ -468,3 +468,48 @@ func TestPrintSignedZone(t *testing.T) {
 		})
 	}
 }
+
+// TestKeyFilesForOtherTools: the key files are BIND's format, so ldns reads
+// them: ldns-key2ds derives the DS farmctl wrote, and ldns-signzone signs the
+// unsigned zone with the private key (as bench/dnsd.sh does for NSD).
+func TestKeyFilesForOtherTools(t *testing.T) {
+	for _, tool := range []string{"ldns-key2ds", "ldns-signzone", "ldns-verify-zone"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("%s is not installed: run `make deps` (Debian package ldnsutils)", tool)
+		}
+	}
+	dir := t.TempDir()
+	for _, alg := range []uint8{dns.ECDSAP256SHA256, dns.ED25519} {
+		t.Run(dns.AlgorithmToString[alg], func(t *testing.T) {
+			k, priv, err := dnsd.GenerateKey("stream.farmlb.test", alg, true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			base, err := dnsd.WriteKey(dir, k, priv, time.Now(), false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out, err := exec.Command("ldns-key2ds", "-n", "-2", base+".key").CombinedOutput()
+			if err != nil {
+				t.Fatalf("ldns-key2ds: %v\n%s", err, out)
+			}
+			if got, want := strings.ToUpper(strings.TrimSpace(string(out))), strings.ToUpper(dsOf(t, base).String()); got != want {
+				t.Errorf("ldns-key2ds: %s\nfarmctl's .ds: %s", got, want)
+			}
+			code, zone, errOut := runApp(t, "--zone", "stream.farmlb.test", "--list", writeList(t, t.TempDir(), farmText), "--print-zone")
+			if code != 0 {
+				t.Fatal(errOut)
+			}
+			unsigned := filepath.Join(t.TempDir(), "zone")
+			if err := os.WriteFile(unsigned, []byte(zone), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if out, err := exec.Command("ldns-signzone", "-f", unsigned+".signed", unsigned, base).CombinedOutput(); err != nil {
+				t.Fatalf("ldns-signzone: %v\n%s", err, out)
+			}
+			if out, err := exec.Command("ldns-verify-zone", unsigned+".signed").CombinedOutput(); err != nil {
+				t.Errorf("ldns-verify-zone of ldns-signzone's zone: %v\n%s", err, out)
+			}
+		})
+	}
+}
