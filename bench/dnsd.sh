@@ -7,10 +7,14 @@
 #
 #   bench/dnsd.sh                 # 3 runs x 10 s per mix and server
 #   RUNS=3 SECONDS_PER_RUN=15 bench/dnsd.sh
+#   DNSSEC=1 bench/dnsd.sh        # signed: dnsd signing with a key farmctl made,
+#                                 # NSD serving the same records signed offline
+#                                 # by ldns-signzone, every query with the DO bit
 #
 # Environment: RUNS (3), SECONDS_PER_RUN (10), CLIENTS (dnsperf -c, 8),
 # THREADS (dnsperf -T, 2), OUTSTANDING (dnsperf -q, 500), SERVERS (farm size, 4),
-# DNSD_GOMAXPROCS (dnsd's GOMAXPROCS and UDP sockets; default: one per core).
+# DNSD_GOMAXPROCS (dnsd's GOMAXPROCS and UDP sockets; default: one per core),
+# DNSSEC (0; 1 signs the zone and sets DO on every query).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${RUNS:-3}
@@ -19,6 +23,7 @@ CLIENTS=${CLIENTS:-8}
 THREADS=${THREADS:-2}
 OUTSTANDING=${OUTSTANDING:-500}
 SERVERS=${SERVERS:-4}
+DNSSEC=${DNSSEC:-0}
 ZONE=stream.farmlb.test
 export PATH=/usr/local/go/bin:$PATH
 
@@ -26,6 +31,7 @@ export PATH=/usr/local/go/bin:$PATH
 need=()
 command -v dnsperf >/dev/null || need+=(dnsperf)
 command -v nsd >/dev/null || need+=(nsd)
+[ "$DNSSEC" = 1 ] && { command -v ldns-signzone >/dev/null || need+=(ldnsutils); }
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing ${need[*]}" >&2
   apt-get install -y -qq "${need[@]}" >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null; }
@@ -42,6 +48,17 @@ trap cleanup EXIT
 
 go build -trimpath -o "$work/dnsd" ./cmd/dnsd
 
+# DNSSEC: one combined signing key (ECDSA P-256) made by farmctl, for dnsd
+# to sign with and for ldns-signzone to sign NSD's zone file with.
+signing=() dnsperf_do=()
+if [ "$DNSSEC" = 1 ]; then
+  go build -trimpath -o "$work/farmctl" ./cmd/farmctl
+  "$work/farmctl" dnssec keygen "$ZONE" "$work/keys" >/dev/null
+  key=$(ls "$work"/keys/K*.key); key=${key%.key}
+  signing=(--dnssec-key "$key")
+  dnsperf_do=(-D)
+fi
+
 # The farm: SERVERS servers in group A, all UP but the last.
 {
   echo "# farm service=$ZONE"
@@ -55,8 +72,12 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 DNSD_PORT=$(free_port)
 NSD_PORT=$(free_port)
 
-# The same records for NSD.
+# The same records for NSD (signed offline with the same key when DNSSEC=1).
 "$work/dnsd" --zone "$ZONE" --list "$work/farm.txt" --listen "127.0.0.1:$DNSD_PORT" --print-zone 2>/dev/null >"$work/$ZONE.zone"
+if [ "$DNSSEC" = 1 ]; then
+  ldns-signzone -f "$work/$ZONE.signed" "$work/$ZONE.zone" "$key"
+  mv "$work/$ZONE.signed" "$work/$ZONE.zone"
+fi
 cat >"$work/nsd.conf" <<EOF
 server:
   ip-address: 127.0.0.1@$NSD_PORT
@@ -84,7 +105,7 @@ zone:
 EOF
 nsd-checkconf "$work/nsd.conf"
 
-GOMAXPROCS=${DNSD_GOMAXPROCS:-} "$work/dnsd" --zone "$ZONE" --list "$work/farm.txt" --listen "127.0.0.1:$DNSD_PORT" --log-level warn 2>"$work/dnsd.log" &
+GOMAXPROCS=${DNSD_GOMAXPROCS:-} "$work/dnsd" --zone "$ZONE" --list "$work/farm.txt" --listen "127.0.0.1:$DNSD_PORT" "${signing[@]}" --log-level warn 2>"$work/dnsd.log" &
 pids+=($!)
 DNSD_PID=$!
 nsd -d -c "$work/nsd.conf" 2>"$work/nsd.log" &
@@ -143,7 +164,7 @@ for run in $(seq 1 "$RUNS"); do
     for server in $order; do
       if [ "$server" = dnsd ]; then port=$DNSD_PORT pid=$DNSD_PID; else port=$NSD_PORT pid=$NSD_PID; fi
       c0=$(cpu_ticks "$pid")
-      out=$(dnsperf -s 127.0.0.1 -p "$port" -d "$work/q-$mix" -l "$SECS" -c "$CLIENTS" -T "$THREADS" -q "$OUTSTANDING" 2>&1)
+      out=$(dnsperf -s 127.0.0.1 -p "$port" -d "$work/q-$mix" -l "$SECS" -c "$CLIENTS" -T "$THREADS" -q "$OUTSTANDING" "${dnsperf_do[@]}" 2>&1)
       c1=$(cpu_ticks "$pid")
       qps=$(awk '/Queries per second:/ {print $4}' <<<"$out")
       done_q=$(awk '/Queries completed:/ {print $3}' <<<"$out")
@@ -158,9 +179,9 @@ done
 echo "load after: $(cat /proc/loadavg)" >&2
 
 # Medians.
-python3 - "$results" "$RUNS" "$SECS" "$CLIENTS" "$THREADS" "$OUTSTANDING" "$SERVERS" "${DNSD_GOMAXPROCS:-}" <<'EOF'
+python3 - "$results" "$RUNS" "$SECS" "$CLIENTS" "$THREADS" "$OUTSTANDING" "$SERVERS" "${DNSD_GOMAXPROCS:-}" "$DNSSEC" <<'EOF'
 import statistics, sys
-path, runs, secs, clients, threads, outstanding, servers, procs = sys.argv[1:]
+path, runs, secs, clients, threads, outstanding, servers, procs, dnssec = sys.argv[1:]
 rows = [l.split() for l in open(path)]
 def med(mix, server, col):
     return statistics.median(float(r[col]) for r in rows if r[0] == mix and r[1] == server)
@@ -170,7 +191,8 @@ def pair_ratio(mix):
     # shared machine.
     q = {(r[1], r[2]): float(r[3]) for r in rows if r[0] == mix}
     return statistics.median(q[("dnsd", run)] / q[("nsd", run)] for (s, run) in q if s == "dnsd")
-print(f"dnsd vs NSD: medians of {runs} runs x {secs} s; dnsperf -c {clients} -T {threads} -q {outstanding}; a farm of {servers} servers; dnsd GOMAXPROCS={procs or 'default'}")
+signed = " -D; signed zones (dnsd online, NSD from ldns-signzone), DO on every query" if dnssec == "1" else ""
+print(f"dnsd vs NSD: medians of {runs} runs x {secs} s; dnsperf -c {clients} -T {threads} -q {outstanding}{signed}; a farm of {servers} servers; dnsd GOMAXPROCS={procs or 'default'}")
 print()
 print("| queries | dnsd q/s | NSD q/s | dnsd/NSD (median of per-run ratios) | dnsd latency | NSD latency | dnsd CPU/query | NSD CPU/query |")
 print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")

@@ -19,6 +19,8 @@ import (
 //	    soa: 1h          # SOA
 //	    negative: 5s     # SOA minimum: how long NXDOMAIN/NODATA is cached
 //	  hostmaster: hostmaster@example.com
+//	  dnssec:            # sign the zone (config/dnssec.go)
+//	    keys: [keys/Kstream.example.com.+013+12345]
 //
 // The zone's NS records are the observers: each observer's name in the zone
 // (e.g. ns1.<zone>), with its dns: address as glue.
@@ -28,6 +30,9 @@ type DNS struct {
 	// Hostmaster is the SOA's responsible mailbox, as a mail address or a
 	// domain name; default hostmaster.<zone>.
 	Hostmaster string `yaml:"hostmaster"`
+	// DNSSEC, when present, names the keys that sign the zone
+	// (config/dnssec.go).
+	DNSSEC *DNSSEC `yaml:"dnssec"`
 }
 
 // DNSTTL are the TTLs of dnsd's answers; zero means dnsd's default (see
@@ -75,6 +80,9 @@ func (d *DNS) validate(f *Farm, path string) error {
 		if _, err := checkDomain(strings.TrimSuffix(domain, ".")); err != nil {
 			return keyErr(path+".hostmaster", 0, "%s", fmt.Sprint(err))
 		}
+	}
+	if d.DNSSEC != nil {
+		return d.DNSSEC.validate(path + ".dnssec")
 	}
 	return nil
 }

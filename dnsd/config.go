@@ -94,6 +94,9 @@ type Zone struct {
 	// Hostmaster is the SOA RNAME, as a mail address or a domain name. If
 	// empty, defaults to "hostmaster.<origin>".
 	Hostmaster string
+	// Keys, when set, sign the zone (DNSSEC): LoadKeys reads them. They
+	// must be keys of Origin. If nil, the zone is not signed.
+	Keys *Keys
 }
 
 // NameServer is one NS record of the zone.
@@ -250,6 +253,11 @@ func (z Zone) populate(listen string) (Zone, error) {
 	}
 	if z.Hostmaster, err = mailbox(hm); err != nil {
 		return z, fmt.Errorf("dnsd: zone: hostmaster: %w", err)
+	}
+	if z.Keys != nil {
+		if err := z.Keys.checkZone(z.Origin); err != nil {
+			return z, fmt.Errorf("dnsd: zone: %w", err)
+		}
 	}
 	return z, nil
 }

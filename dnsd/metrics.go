@@ -102,12 +102,14 @@ type metrics struct {
 
 	queriesDesc, truncDesc, slowDesc, latencyDesc *prometheus.Desc
 
-	tableAge     prometheus.GaugeFunc
-	tableHeld    prometheus.Gauge
-	tableServers *prometheus.GaugeVec
-	tableUpdates prometheus.Counter
-	tableErrors  prometheus.Counter
-	tcpConns     prometheus.Gauge
+	tableAge      prometheus.GaugeFunc
+	tableHeld     prometheus.Gauge
+	tableServers  *prometheus.GaugeVec
+	tableUpdates  prometheus.Counter
+	tableErrors   prometheus.Counter
+	tcpConns      prometheus.Gauge
+	signDuration  prometheus.Histogram // dnssec.go
+	denialsSigned prometheus.Counter   // denial.go
 }
 
 func newMetrics(age func() float64) *metrics {
@@ -140,12 +142,21 @@ func newMetrics(age func() float64) *metrics {
 			Name: "farmlb_dnsd_tcp_connections",
 			Help: "Open TCP connections.",
 		}),
+		signDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "farmlb_dnsd_dnssec_build_seconds",
+			Help:    "Time to build and sign the zone's answers after a table change or a signature refresh (signed zones only).",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
+		}),
+		denialsSigned: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "farmlb_dnsd_dnssec_denials_signed_total",
+			Help: "Signed denials made for names that do not exist, on their first query (the one signature made on the query path; a flood of random names shows here).",
+		}),
 	}
 }
 
 // collectors are what register and unregister hand to the registry.
 func (m *metrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m, m.tableAge, m.tableHeld, m.tableServers, m.tableUpdates, m.tableErrors, m.tcpConns}
+	return []prometheus.Collector{m, m.tableAge, m.tableHeld, m.tableServers, m.tableUpdates, m.tableErrors, m.tcpConns, m.signDuration, m.denialsSigned}
 }
 
 func (m *metrics) register(r prometheus.Registerer) error {

@@ -28,6 +28,15 @@ func testZones(t testing.TB) []*zone {
 		}
 		zs = append(zs, z)
 	}
+	// The same farms signed: a combined signing key (ECDSA), and a KSK
+	// and a ZSK (Ed25519).
+	for i, l := range []*farm.List{testList(t), bigList(t, 100)} {
+		z, err := buildSignedZone(zc, l, 1, 1232, newSigner(testKeys(t, zc.Origin, i == 1)), testNow)
+		if err != nil {
+			t.Fatal(err)
+		}
+		zs = append(zs, z)
+	}
 	return zs
 }
 
@@ -117,7 +126,7 @@ func seedQueries() map[string]*dns.Msg {
 	out := map[string]*dns.Msg{}
 	names := []string{testZone, "StReAm.FarmLB.TEST.", "_farm." + testZone, "_farmlb._tcp." + testZone, "_tcp." + testZone,
 		"serverA." + testZone, "SERVERN." + testZone, "ns1." + testZone, "nope." + testZone, "a.b.c." + testZone, "example.com.", "test.", "."}
-	types := []uint16{dns.TypeA, dns.TypeAAAA, dns.TypeTXT, dns.TypeSRV, dns.TypeNS, dns.TypeSOA, dns.TypeANY, dns.TypeMX, dns.TypeAXFR, dns.TypeHTTPS}
+	types := []uint16{dns.TypeA, dns.TypeAAAA, dns.TypeTXT, dns.TypeSRV, dns.TypeNS, dns.TypeSOA, dns.TypeANY, dns.TypeMX, dns.TypeAXFR, dns.TypeHTTPS, dns.TypeDNSKEY, dns.TypeNSEC, dns.TypeRRSIG}
 	for _, n := range names {
 		for _, ty := range types {
 			for _, edns := range []int{-1, 0, 1} {

@@ -43,6 +43,11 @@ type Server struct {
 	lastUp   *farm.List // the last table with an UP server (HoldLastUp)
 	held     bool
 	lastNote string
+	// signer signs the zone with zoneCfg.Keys (nil: unsigned); made anew
+	// when the zone settings change.
+	signer *signer
+	// resign is poked when a build sets a new refresh time.
+	resign chan struct{}
 	// tableHook, when set (by tests), is called with each source table
 	// taken, under buildMu.
 	tableHook func(*farm.List)
@@ -70,6 +75,7 @@ func New(cfg Config) (*Server, error) {
 		log:      cfg.Logger,
 		zoneCfg:  cfg.Zone,
 		conns:    map[net.Conn]struct{}{},
+		resign:   make(chan struct{}, 1),
 		stop:     make(chan struct{}),
 		finished: make(chan struct{}),
 	}
@@ -93,12 +99,12 @@ func (s *Server) SetZone(z Zone) error {
 		return err
 	}
 	s.buildMu.Lock()
-	old := s.zoneCfg
-	s.zoneCfg = z
+	old, oldSigner := s.zoneCfg, s.signer
+	s.zoneCfg, s.signer = z, nil
 	s.buildMu.Unlock()
 	if err := s.rebuild(true); err != nil {
 		s.buildMu.Lock()
-		s.zoneCfg = old
+		s.zoneCfg, s.signer = old, oldSigner
 		s.buildMu.Unlock()
 		return err
 	}
@@ -106,13 +112,13 @@ func (s *Server) SetZone(z Zone) error {
 }
 
 // rebuild builds the answers from the source's current table, unless it is
-// the table already answered from and force is false.
+// the table already answered from, force is false and no signature is due.
 func (s *Server) rebuild(force bool) error {
 	s.buildMu.Lock()
 	defer s.buildMu.Unlock()
 	now := s.cfg.Now()
 	l := s.cfg.Source.Table()
-	if l == s.source && !force {
+	if l == s.source && !force && !s.resignDue(now) {
 		return nil
 	}
 	s.source = l
@@ -123,7 +129,20 @@ func (s *Server) rebuild(force bool) error {
 		l, held = s.lastUp, true
 	}
 	s.serial = max(s.serial+1, uint32(now.Unix()))
-	z, err := buildZone(s.zoneCfg, l, s.serial, s.cfg.UDPSize)
+	if s.zoneCfg.Keys != nil && s.signer == nil {
+		s.signer = newSigner(s.zoneCfg.Keys)
+		s.signer.denied = s.metrics.denialsSigned
+		s.log.Info("dnssec: signing the zone", "keys", s.signer.describe())
+	}
+	var z *zone
+	var err error
+	if s.signer != nil {
+		start := time.Now()
+		z, err = buildSignedZone(s.zoneCfg, l, s.serial, s.cfg.UDPSize, s.signer, now)
+		s.metrics.signDuration.Observe(time.Since(start).Seconds())
+	} else {
+		z, err = buildZone(s.zoneCfg, l, s.serial, s.cfg.UDPSize)
+	}
 	if err != nil {
 		s.metrics.tableErrors.Inc()
 		s.log.Error("table not taken: answers stay as they were", "err", err)
@@ -137,6 +156,12 @@ func (s *Server) rebuild(force bool) error {
 	}
 	s.zone.Store(z)
 	s.metrics.tableUpdates.Inc()
+	if z.signer != nil {
+		select {
+		case s.resign <- struct{}{}:
+		default:
+		}
+	}
 	if !held {
 		s.taken.Store(now.UnixNano())
 		if up > 0 {
@@ -315,12 +340,21 @@ func (s *Server) Serve(ctx context.Context) error {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
+		// The refresh timer re-signs a signed zone whose table does not
+		// change before its signatures come due (dnssec.go).
+		refresh := time.NewTimer(s.refreshIn())
+		defer refresh.Stop()
 		for {
 			select {
 			case <-ctx.Done():
 				return
 			case <-changed:
 				_ = s.rebuild(false)
+			case <-s.resign:
+				refresh.Reset(s.refreshIn())
+			case <-refresh.C:
+				_ = s.rebuild(false)
+				refresh.Reset(s.refreshIn())
 			}
 		}
 	}()
@@ -340,7 +374,7 @@ func (s *Server) Serve(ctx context.Context) error {
 			s.serveTCP(tcp, st, &wg)
 		}()
 	}
-	s.log.Info("serving", "zone", s.zoneCfg.Origin, "udp", addrOf(udp), "udp_sockets", len(udp), "tcp", tcpAddrOf(tcp))
+	s.log.Info("serving", "zone", s.Zone().Origin, "udp", addrOf(udp), "udp_sockets", len(udp), "tcp", tcpAddrOf(tcp))
 
 	select {
 	case <-ctx.Done():

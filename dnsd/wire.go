@@ -34,43 +34,56 @@ type wireAnswer struct {
 	rot                   *atomic.Uint64
 }
 
-// precompute builds the fast-path answers of one node.
+// precompute builds the fast-path answers of one node: for queries without
+// the DO bit and, in a signed zone, for queries with it.
 func (z *zone) precompute(lname []byte, n *node) {
+	n.fast, n.nodata = z.precomputeFor(lname, n, false)
+	if z.signer != nil {
+		n.fastDO, n.nodataDO = z.precomputeFor(lname, n, true)
+	}
+}
+
+func (z *zone) precomputeFor(lname []byte, n *node, do bool) (fast []*wireAnswer, nodata *wireAnswer) {
 	q := dns.Question{Name: n.name, Qclass: dns.ClassINET}
 	req := new(dns.Msg)
 	build := func(qtype uint16) *wireAnswer {
 		q.Qtype = qtype
-		m := z.respond(req, q, lname, false)
+		m := z.respond(req, q, lname, false, do)
 		msg, err := m.Pack()
 		if err != nil || len(msg) > tcpMax-optLen {
 			return nil // the slow path answers (and says why it cannot)
 		}
 		return &wireAnswer{msg: msg}
 	}
-	n.fast = make([]*wireAnswer, len(n.sets))
+	fast = make([]*wireAnswer, len(n.sets))
 	for i, s := range n.sets {
 		w := build(s.rrtype)
 		if w != nil && s.rot != nil {
-			if !w.setRotation(len(lname), s) {
+			sigs := 0
+			if do {
+				sigs = len(s.sigs)
+			}
+			if !w.setRotation(len(lname), s, sigs) {
 				w = nil
 			}
 		}
-		n.fast[i] = w
+		fast[i] = w
 	}
 	// Any type the node lacks gets the same NODATA: its question is
 	// overwritten by the query's. TypeNone is never a set's type.
-	n.nodata = build(dns.TypeNone)
+	return fast, build(dns.TypeNone)
 }
 
-// setRotation finds the rotating records in w.msg: the whole answer section,
-// each record a pointer to the question, type, class, TTL, length, address.
-func (w *wireAnswer) setRotation(nameLen int, s *rrset) bool {
+// setRotation finds the rotating records in w.msg: the answer section up to
+// the sigs signatures that follow them, each record a pointer to the
+// question, type, class, TTL, length, address.
+func (w *wireAnswer) setRotation(nameLen int, s *rrset, sigs int) bool {
 	size := 2 + 10 + 4
 	if s.rrtype == dns.TypeAAAA {
 		size = 2 + 10 + 16
 	}
 	off := headerLen + nameLen + 4
-	if int(binary.BigEndian.Uint16(w.msg[6:])) != len(s.rrs) || off+size*len(s.rrs) > len(w.msg) {
+	if int(binary.BigEndian.Uint16(w.msg[6:])) != len(s.rrs)+sigs || off+size*len(s.rrs) > len(w.msg) {
 		return false
 	}
 	for i := range s.rrs {
@@ -176,6 +189,25 @@ func (z *zone) fast(buf, q []byte, udp bool) (out []byte, res result, ok bool) {
 		out = appendHeader(out, q, 0, dns.RcodeRefused, 1, 0, 0)
 		out = append(out, q[headerLen:qEnd]...)
 		res.rcode = dns.RcodeRefused
+	case n == nil && do && z.signer != nil:
+		// Compact denial: NOERROR, SOA, the name's own NSEC, signatures.
+		d := z.denial(lname)
+		if d == nil {
+			return nil, res, false
+		}
+		k := len(z.nxSigTails)
+		out = appendHeader(out, q, 0x04, dns.RcodeSuccess, 1, byte(1+k+len(d.rrs)), 0)
+		out = append(out, q[headerLen:qEnd]...)
+		ptr := 0xC000 | uint16(headerLen+zoneOff)
+		out = append(out, byte(ptr>>8), byte(ptr))
+		out = append(out, z.nxTail...)
+		for _, t := range z.nxSigTails {
+			out = append(out, byte(ptr>>8), byte(ptr))
+			out = append(out, t...)
+		}
+		out = append(out, 0xC0, headerLen)
+		out = append(out, d.tail...)
+		res.rcode = dns.RcodeSuccess
 	case n == nil:
 		out = appendHeader(out, q, 0x04, dns.RcodeNameError, 1, 1, 0)
 		out = append(out, q[headerLen:qEnd]...)
@@ -184,10 +216,16 @@ func (z *zone) fast(buf, q []byte, udp bool) (out []byte, res result, ok bool) {
 		out = append(out, z.nxTail...)
 		res.rcode = dns.RcodeNameError
 	default:
-		w := n.nodata
+		w, ws := n.nodata, n.fast
+		if do && z.signer != nil && (qtype == dns.TypeNSEC || qtype == dns.TypeRRSIG) {
+			return nil, res, false // rare: the slow path answers them
+		}
+		if do && z.signer != nil {
+			w, ws = n.nodataDO, n.fastDO
+		}
 		for i, s := range n.sets {
 			if s.rrtype == qtype {
-				w = n.fast[i]
+				w = ws[i]
 				break
 			}
 		}
@@ -332,7 +370,7 @@ func (z *zone) slow(buf, q []byte, udp bool) ([]byte, result) {
 		if err != nil {
 			return headerOnly(dns.RcodeFormatError)
 		}
-		m = z.respond(req, question, lowerWire(nb[:n]), true)
+		m = z.respond(req, question, lowerWire(nb[:n]), true, opt != nil && opt.Do())
 	}
 	m.CheckingDisabled = req.CheckingDisabled
 	if opt != nil {

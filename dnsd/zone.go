@@ -62,6 +62,17 @@ type zone struct {
 	udpSize uint16
 	// notes are what the build left out, for the server to log.
 	notes []string
+
+	// DNSSEC (dnssec.go, denial.go); signer is nil in an unsigned zone.
+	signer *signer
+	// negSOASigs sign negSOA; nxSigTails are them in wire form after
+	// their owner names, as nxTail.
+	negSOASigs []dns.RR
+	nxSigTails [][]byte
+	denials    *denialCache
+	// signedAt is when the zone was signed; refreshAt when its first
+	// signature comes due to be made again.
+	signedAt, refreshAt time.Time
 }
 
 // node is one name of the zone.
@@ -72,6 +83,12 @@ type node struct {
 	// NODATA answer for any other type. A nil entry is left to the slow path.
 	fast   []*wireAnswer
 	nodata *wireAnswer
+	// In a signed zone: nsec is the name's NSEC and its signatures (the
+	// NODATA proof); fastDO and nodataDO are the answers to queries with
+	// the DO bit.
+	nsec     []dns.RR
+	fastDO   []*wireAnswer
+	nodataDO *wireAnswer
 }
 
 // rrset is the records of one type at one name.
@@ -82,6 +99,8 @@ type rrset struct {
 	// one thing in a zone written after build: an atomic counter, because
 	// the records themselves are shared and are never reordered in place.
 	rot *atomic.Uint64
+	// sigs are the set's RRSIGs in a signed zone.
+	sigs []dns.RR
 }
 
 func (n *node) set(t uint16) *rrset {
@@ -127,8 +146,15 @@ func (b *zoneBuilder) note(format string, args ...any) {
 	b.z.notes = append(b.z.notes, fmt.Sprintf(format, args...))
 }
 
-// buildZone builds the snapshot for one table. cfg must be populated.
+// buildZone builds the unsigned snapshot for one table. cfg must be
+// populated.
 func buildZone(cfg Zone, l *farm.List, serial uint32, udpSize int) (*zone, error) {
+	return buildSignedZone(cfg, l, serial, udpSize, nil, time.Time{})
+}
+
+// buildSignedZone builds the snapshot for one table, signed by sg at now
+// unless sg is nil.
+func buildSignedZone(cfg Zone, l *farm.List, serial uint32, udpSize int, sg *signer, now time.Time) (*zone, error) {
 	if l == nil {
 		return nil, errors.New("no table")
 	}
@@ -268,6 +294,11 @@ func buildZone(cfg Zone, l *farm.List, serial uint32, udpSize int) (*zone, error
 	}
 
 	z.nxTail = nxTail(z.negSOA)
+	if sg != nil {
+		if err := z.sign(sg, now); err != nil {
+			return nil, err
+		}
+	}
 	for key, n := range z.nodes {
 		z.precompute([]byte(key), n)
 	}
@@ -474,8 +505,10 @@ func (z *zone) lookup(lname []byte) (n *node, zoneOff int, inZone bool) {
 // respond builds the answer to a QUERY in class IN whose question is q and
 // whose lower-case wire name is lname. When advance is true a rotating set
 // moves on by one; otherwise it is answered in its stored order. Answer names
-// are the question's, so its case is echoed.
-func (z *zone) respond(req *dns.Msg, q dns.Question, lname []byte, advance bool) *dns.Msg {
+// are the question's, so its case is echoed. do (the query's DO bit) adds the
+// signatures and the denial proofs of a signed zone.
+func (z *zone) respond(req *dns.Msg, q dns.Question, lname []byte, advance, do bool) *dns.Msg {
+	do = do && z.signer != nil
 	m := new(dns.Msg)
 	m.Id = req.Id
 	m.Response = true
@@ -491,8 +524,26 @@ func (z *zone) respond(req *dns.Msg, q dns.Question, lname []byte, advance bool)
 	}
 	m.Authoritative = true
 	if n == nil {
-		m.Rcode = dns.RcodeNameError
-		m.Ns = []dns.RR{z.authoritySOA(q.Name, lname, zoneOff)}
+		soa := z.authoritySOA(q.Name, lname, zoneOff)
+		m.Ns = []dns.RR{soa}
+		if !do {
+			m.Rcode = dns.RcodeNameError
+			return m
+		}
+		// Compact denial: NOERROR, the name's own NSEC.
+		d := z.denial(lname)
+		if d == nil {
+			m.Rcode = dns.RcodeServerFailure
+			m.Ns = nil
+			return m
+		}
+		m.Ns = withSigs(m.Ns, z.negSOASigs, soa.Header().Name)
+		m.Ns = withSigs(m.Ns, d.rrs, q.Name)
+		return m
+	}
+	if do && (q.Qtype == dns.TypeNSEC || q.Qtype == dns.TypeRRSIG) {
+		// The NSEC bitmap says both types exist at every name.
+		m.Answer = z.dnssecRecords(n, q)
 		return m
 	}
 	for _, s := range n.sets {
@@ -513,12 +564,22 @@ func (z *zone) respond(req *dns.Msg, q dns.Question, lname []byte, advance bool)
 			c.Header().Name = q.Name
 			m.Answer = append(m.Answer, c)
 		}
+		if do {
+			// A signature covers the set in canonical order, whatever the
+			// rotation.
+			m.Answer = withSigs(m.Answer, s.sigs, q.Name)
+		}
 	}
 	if len(m.Answer) == 0 {
-		m.Ns = []dns.RR{z.authoritySOA(q.Name, lname, zoneOff)}
+		soa := z.authoritySOA(q.Name, lname, zoneOff)
+		m.Ns = []dns.RR{soa}
+		if do {
+			m.Ns = withSigs(m.Ns, z.negSOASigs, soa.Header().Name)
+			m.Ns = withSigs(m.Ns, n.nsec, q.Name)
+		}
 		return m
 	}
-	m.Extra = z.additional(m.Answer)
+	m.Extra = z.additional(m.Answer, do)
 	return m
 }
 
@@ -536,8 +597,9 @@ func (z *zone) authoritySOA(qname string, lname []byte, zoneOff int) dns.RR {
 }
 
 // additional returns the addresses of the names that NS and SRV records in
-// the answer point to, when the zone holds them.
-func (z *zone) additional(answer []dns.RR) []dns.RR {
+// the answer point to, when the zone holds them, with their signatures when
+// do is set.
+func (z *zone) additional(answer []dns.RR, do bool) []dns.RR {
 	var extra []dns.RR
 	seen := map[string]bool{}
 	for _, rr := range answer {
@@ -561,6 +623,9 @@ func (z *zone) additional(answer []dns.RR) []dns.RR {
 		for _, t := range []uint16{dns.TypeA, dns.TypeAAAA} {
 			if s := n.set(t); s != nil {
 				extra = append(extra, s.rrs...)
+				if do {
+					extra = append(extra, s.sigs...)
+				}
 			}
 		}
 	}

@@ -8,3 +8,7 @@ test-dnsd: deps ## dnsd's tests alone, with -race (includes the Unbound test)
 
 fuzz-dnsd: ## the query-path fuzz target for FUZZTIME (default 5s; try FUZZTIME=5m)
 	$(GO) test -run '^$$' -fuzz '^FuzzQuery$$' -fuzztime $(FUZZTIME) ./dnsd/
+
+.PHONY: bench-dnsd-dnssec
+bench-dnsd-dnssec: deps ## dnsd signing online against NSD serving the zone signed by ldns-signzone, DO set (DNSSEC=1 bench/dnsd.sh)
+	DNSSEC=1 bench/dnsd.sh

@@ -87,6 +87,23 @@ else
   mesh_flag=--standalone
 fi
 
+# DNSSEC: dnsd signs the zone with a key made here; the DS record and trust
+# anchors for a resolver are written beside it (printed at the end).
+dnssec_yaml= ds=
+if [ "$dnsd" = 1 ] && bin/farmctl dnssec --help >/dev/null 2>&1; then
+  bin/farmctl dnssec keygen "$service" "$tmp/dnssec" >/dev/null
+  key=$(ls "$tmp"/dnssec/K*.key); key=${key%.key}
+  ds=$(cat "$key.ds")
+  # Unbound's trust-anchor-file takes the DS record as it is; delv (BIND)
+  # wants a trust-anchors clause.
+  cp "$key.ds" "$tmp/trust-anchor.ds"
+  read -r _ _ _ _ tag alg dt digest <<<"$ds"
+  printf 'trust-anchors {\n  %s. static-ds %s %s %s "%s";\n};\n' "$service" "$tag" "$alg" "$dt" "$digest" >"$tmp/trust-anchor.conf"
+  dnssec_yaml="dns:
+  dnssec:
+    keys: [dnssec/$(basename "$key")]"
+fi
+
 mport() { echo $((7946 + $1)); }
 cat >"$tmp/farm.yaml" <<YAML
 # Written by scripts/run.sh for a local demo farm.
@@ -105,6 +122,7 @@ observers:
   - {name: ns1, peer: "127.0.0.1:7950", dns: "$dns"}
 pushd:
   drain_window: 10s
+$dnssec_yaml
 YAML
 
 echo "== farm in $tmp"
@@ -170,6 +188,15 @@ if [ "$have_dns" = 1 ]; then
                   dig @$dnshost -p $dnsport _farm.$service TXT
                   dig @$dnshost -p $dnsport _farmlb._tcp.$service SRV
 MSG
+  if [ -n "$ds" ]; then
+    cat <<MSG
+  DNSSEC          the zone is signed; its DS record for a parent zone:
+                  $ds
+                  trust anchor for a resolver: $tmp/trust-anchor.ds (Unbound's trust-anchor-file)
+                  dig @$dnshost -p $dnsport $service A +dnssec
+                  delv @$dnshost -p $dnsport -a $tmp/trust-anchor.conf +root=$service $service A
+MSG
+  fi
 else
   echo "  DNS             (no dnsd: bin/dnsd not built, or --no-dns/--standalone)"
 fi

@@ -78,6 +78,8 @@ func TestUsage(t *testing.T) {
 		{"missing list file", []string{"--zone", "z.test", "--list", "/nonexistent/farm.txt"}, 1, "no such file"},
 		{"bad zone", []string{"--zone", "bad zone", "--list", list, "--print-zone"}, 1, "not a domain name"},
 		{"missing farm file", []string{"--config", "/nonexistent/farm.yaml", "--name", "ns1"}, 1, "no such file"},
+		{"missing DNSSEC key", []string{"--zone", "z.test", "--list", list, "--dnssec-key", "/nonexistent/Kz.test.+013+00001", "--print-zone"}, 1, "dnssec: key /nonexistent/Kz.test.+013+00001: open /nonexistent/Kz.test.+013+00001.key: no such file"},
+		{"DNSSEC key published only", []string{"--zone", "z.test", "--list", list, "--dnssec-publish", "k", "--print-zone"}, 2, "--dnssec-publish needs --dnssec-key"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

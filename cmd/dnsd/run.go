@@ -94,8 +94,26 @@ func run(c *cli.Context) error {
 		if err := applyFlags(c, &cfg.Zone); err != nil {
 			return err
 		}
+		if cfg.Zone.Keys, err = zoneKeys(c, nil); err != nil {
+			return err
+		}
 		tasks = append(tasks, task{"list file", src.Run})
-		reload = src.Reload
+		reload = func() error {
+			if err := src.Reload(); err != nil {
+				return err
+			}
+			if !c.IsSet("dnssec-key") {
+				return nil
+			}
+			// The key files may have changed (a rollover step).
+			z := srv.Zone()
+			keys, err := zoneKeys(c, nil)
+			if err != nil {
+				return err
+			}
+			z.Keys = keys
+			return srv.SetZone(z)
+		}
 	} else {
 		path, name := c.String("config"), c.String("name")
 		f, err := config.Load(path)
@@ -109,6 +127,9 @@ func run(c *cli.Context) error {
 		cfg.Listen = obs.DNS
 		cfg.Zone = zoneFromFarm(f)
 		if err := applyFlags(c, &cfg.Zone); err != nil {
+			return err
+		}
+		if cfg.Zone.Keys, err = zoneKeys(c, f); err != nil {
 			return err
 		}
 		// An observer cut off from the mesh sees every node DOWN: keep
@@ -138,6 +159,9 @@ func run(c *cli.Context) error {
 			}
 			z := zoneFromFarm(f)
 			if err := applyFlags(c, &z); err != nil {
+				return err
+			}
+			if z.Keys, err = zoneKeys(c, f); err != nil {
 				return err
 			}
 			return srv.SetZone(z)

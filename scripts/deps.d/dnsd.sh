@@ -4,3 +4,9 @@ want unbound unbound
 want dnsperf dnsperf
 want nsd nsd
 want dig dnsutils
+# DNSSEC: delv validates dnsd's signed answers, ldns-verify-zone checks a
+# signed --print-zone and ldns-signzone signs the zone NSD serves in the
+# benchmark (cmd/dnsd/dnssec_test.go, bench/dnsd.sh DNSSEC=1).
+want delv bind9-dnsutils
+want ldns-verify-zone ldnsutils
+want ldns-signzone ldnsutils
