@@ -119,4 +119,3 @@ func isText(b []byte) bool {
 	}
 	return !strings.ContainsRune(string(b), 0)
 }
-
