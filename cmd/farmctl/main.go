@@ -30,6 +30,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			drainCommand("undrain", "undo a drain: the node takes new clients again"),
 			swarmCommand(),
 			caCommand(),
+			localCommand(),
 		},
 		// Errors are printed once, by main.
 		ExitErrHandler: func(*cli.Context, error) {},
