@@ -92,6 +92,57 @@ func TestPublishReachesEveryNode(t *testing.T) {
 	}
 }
 
+// TestEventNaming: by default every message is an unnamed event (a stock
+// EventSource's onmessage gets it) whose data is {"topic","data"}; with
+// ?event=topic the same message is an event named by its topic with the
+// payload as data. Both streams carry the same ids, so a client can resume
+// one with the other's Last-Event-ID.
+func TestEventNaming(t *testing.T) {
+	f := newMemFarm("a", "b")
+	nodes := startNodes(t, f, nil, "a", "b")
+	raw := func(url string) *sseClient {
+		c, resp, err := tryStreamRaw(nil, url, "", true)
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("GET %s: %v %v", url, resp, err)
+		}
+		t.Cleanup(c.close)
+		return c
+	}
+	plain := raw(streamURL(nodes["a"], "prices", "news") + "&event=message")
+	def := raw(streamURL(nodes["a"], "prices", "news"))
+	named := raw(streamURL(nodes["a"], "prices", "news") + "&event=topic")
+	mustPublish(t, nodes["b"].url, "news", "two\nlines \"quoted\"")
+	mustPublish(t, nodes["b"].url, "prices", `{"bid":1.0842}`)
+	rawNext := func(c *sseClient) event {
+		t.Helper()
+		for {
+			select {
+			case ev := <-c.events:
+				if ev.Data != "" {
+					return ev
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("no event in 10s")
+			}
+		}
+	}
+	for _, want := range []struct{ topic, data, envelope string }{
+		{"news", "two\nlines \"quoted\"", `{"topic":"news","data":"two\nlines \"quoted\""}`},
+		{"prices", `{"bid":1.0842}`, `{"topic":"prices","data":"{\"bid\":1.0842}"}`},
+	} {
+		p, d, n := rawNext(plain), rawNext(def), rawNext(named)
+		if p.Event != "" || p.Data != want.envelope || d != p {
+			t.Errorf("default stream: event %q data %s (event=message: %+v), want unnamed %s", d.Event, d.Data, p, want.envelope)
+		}
+		if n.Event != want.topic || n.Data != want.data {
+			t.Errorf("event=topic stream: event %q data %q, want %q %q", n.Event, n.Data, want.topic, want.data)
+		}
+		if n.ID != d.ID {
+			t.Errorf("ids differ: %s (event=topic) and %s (default)", n.ID, d.ID)
+		}
+	}
+}
+
 // TestResumeOnAnotherNode: a client reads part of a topic from one node,
 // goes away, and resumes from its last id on another node: it gets exactly
 // what was published meanwhile, each publisher's order kept.
@@ -358,6 +409,7 @@ func TestOtherEndpoints(t *testing.T) {
 		{"/demo/", 200, "Live prices"},
 		{"/stream", 400, "no topic"},
 		{"/stream?topic=a%20b", 400, "invalid topic"},
+		{"/stream?topic=a&event=name", 400, `event=\"name\": want event=message`},
 		{"/nope", 404, ""},
 	}
 	for _, tc := range tests {

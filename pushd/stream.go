@@ -2,6 +2,7 @@ package pushd
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"net"
 	"net/http"
@@ -24,6 +25,7 @@ type stream struct {
 	cur     Cursor // sorted; owned by the running flusher
 	resets  []string
 	resumed bool      // the client gave a cursor
+	named   bool      // ?event=topic: each event named by its topic, raw data
 	start   time.Time // when a new (not resumed) client came
 
 	mu        sync.Mutex
@@ -366,9 +368,18 @@ func (st *stream) collect(sc *scratch) (out []byte, more bool) {
 		st.s.m.resets.Inc()
 		buf = append(buf, "id: "...)
 		buf = st.cur.Append(buf)
-		buf = append(buf, "\nevent: farmlb-reset\ndata: {\"topic\":\""...)
-		buf = append(buf, name...)
-		buf = append(buf, "\",\"reason\":\"history no longer covers the cursor\"}\n\n"...)
+		if st.named {
+			buf = append(buf, "\nevent: farmlb-reset\ndata: {\"topic\":\""...)
+		} else {
+			buf = append(buf, "\ndata: {\"topic\":\""...)
+		}
+		buf = append(buf, name...) // topic names need no JSON escaping
+		if !st.named {
+			buf = append(buf, "\",\"reset\":true"...)
+		} else {
+			buf = append(buf, '"')
+		}
+		buf = append(buf, ",\"reason\":\"history no longer covers the cursor\"}\n\n"...)
 	}
 	st.resets = st.resets[:0]
 
@@ -405,7 +416,7 @@ func (st *stream) collect(sc *scratch) (out []byte, more bool) {
 		if shown || st.old(m) {
 			continue
 		}
-		buf = appendEvent(buf, st.cur, m)
+		buf = appendEvent(buf, st.cur, m, st.named)
 		st.s.m.fanout.Observe(now.Sub(m.At).Seconds())
 	}
 }
@@ -420,20 +431,47 @@ func (st *stream) old(m *message) bool {
 	return !st.resumed && m.fetched && m.At.Before(st.start)
 }
 
-// appendEvent appends one SSE event: the stream's cursor as id, the topic
-// as event name, the payload split into data lines.
-func appendEvent(buf []byte, cur Cursor, m *message) []byte {
+// appendEvent appends one SSE event: the stream's cursor as id, then the
+// message, as an unnamed event whose data is a JSON envelope
+// {"topic","data"} (which a stock EventSource's onmessage receives), or,
+// named, with the topic as event name and the payload as data lines
+// (addEventListener(topic)).
+func appendEvent(buf []byte, cur Cursor, m *message, named bool) []byte {
 	buf = append(buf, "id: "...)
 	buf = cur.Append(buf)
 	buf = append(buf, '\n')
-	return append(buf, m.sseBody()...)
+	if named {
+		return append(buf, m.sseBody()...)
+	}
+	return append(buf, m.sseEnvelope()...)
 }
 
-// sseBody is the part of a message's event every stream shares, rendered
-// once: the event name and the data lines.
+// sseBody is the part of a message's named event every stream shares,
+// rendered once: the event name and the data lines.
 func (m *message) sseBody() []byte {
 	m.bodyOnce.Do(func() { m.body = renderBody(m) })
 	return m.body
+}
+
+// sseEnvelope is the part of a message's unnamed event every stream
+// shares, rendered once: one data line of {"topic","data"}.
+func (m *message) sseEnvelope() []byte {
+	m.envOnce.Do(func() { m.env = renderEnvelope(m) })
+	return m.env
+}
+
+func renderEnvelope(m *message) []byte {
+	var b bytes.Buffer
+	b.Grow(len(m.Topic) + len(m.Data) + 32)
+	b.WriteString(`data: {"topic":"`)
+	b.WriteString(m.Topic) // topic names need no JSON escaping
+	b.WriteString(`","data":`)
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(string(m.Data)) // a string always encodes; it ends in '\n'
+	b.Truncate(b.Len() - 1)
+	b.WriteString("}\n\n")
+	return b.Bytes()
 }
 
 func renderBody(m *message) []byte {
