@@ -28,6 +28,7 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("GET /{$}", http.FileServerFS(static))
 	mux.Handle("GET /dashboard/", http.StripPrefix("/dashboard/", http.FileServerFS(static)))
 	mux.HandleFunc("GET /farm", s.handleFarm)
+	mux.HandleFunc("GET /farm/timeline", s.handleTimeline)
 	mux.HandleFunc("GET /stream", s.handleStream)
 	mux.HandleFunc("POST /publish/{topic}", s.handlePublish)
 	mux.HandleFunc("POST /admin/drain", s.handleDrain)
