@@ -15,8 +15,12 @@ func list(servers ...farm.Server) *farm.List { return &farm.List{Servers: server
 
 func TestTimelineObserve(t *testing.T) {
 	t0 := time.Unix(1764403200, 0)
-	up := func(n string, users int) farm.Server { return farm.Server{Name: n, Status: farm.StatusUp, Users: users} }
-	st := func(n string, s farm.Status, users int) farm.Server { return farm.Server{Name: n, Status: s, Users: users} }
+	up := func(n string, users int) farm.Server {
+		return farm.Server{Name: n, Status: farm.StatusUp, Users: users}
+	}
+	st := func(n string, s farm.Status, users int) farm.Server {
+		return farm.Server{Name: n, Status: s, Users: users}
+	}
 	var tl timeline
 	tl.observe(t0, list(up("a", 3), up("b", 5)), true)
 	tl.observe(t0.Add(time.Second), list(up("a", 3), up("b", 5)), true)
