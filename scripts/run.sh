@@ -81,13 +81,17 @@ names=()            # every process, in the order started
 declare -A pid=()   # name -> pid while it runs
 declare -A died=()  # name -> when it exited (seconds since the epoch)
 declare -A now_again=() # name -> start it again without the wait
-stopping=0
+stopping=0 errlog=
 stamp() { date +%H:%M:%S; }
 say() { echo "$(stamp) run.sh: $*"; }
 
 cleanup() {
   trap - EXIT INT TERM
   stopping=1
+  if [ -n "$errlog" ]; then
+    exec 2>&4
+    grep -v -E 'run\.sh: line [0-9]+: +[0-9]+ (Killed|Terminated|Quit|Aborted|Hangup)' "$errlog" >&2 || true
+  fi
   echo
   echo "== stopping"
   local p left
@@ -244,6 +248,13 @@ This terminal shows what happens to the farm. Ctrl-C stops everything and remove
 
 MSG
 [ -z "$mesh_flag" ] && start watch
+
+# bash itself reports a background process killed by a signal on stderr
+# ("run.sh: line 87: 4242 Killed  ..."), which run.sh says better: while it
+# supervises, its stderr goes to a file, and what else is there is shown
+# when it stops.
+errlog=$tmp/run.sh.err
+exec 4>&2 2>>"$errlog"
 
 # Supervise until Ctrl-C: report a process that exits and start it again;
 # carry out what bin/farmctl local asks on the control FIFO.

@@ -117,7 +117,7 @@ func TestMakeRunKeepsTheFarmGoing(t *testing.T) {
 	env := append(os.Environ(), "TMPDIR="+tmp, "FARMLB_BIN="+bin, "FARMLB_TOKEN="+token)
 
 	run := exec.Command("bash", "../../scripts/run.sh", "--addrs", strings.Join(ips[:3], ","), "--port", fmt.Sprint(port),
-		"--dns", dnsAddr, "--restart", "3", "--interval", "200ms")
+		"--dns", dnsAddr, "--restart", "5", "--interval", "200ms")
 	run.Env = env
 	run.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // a terminal's process group
 	out, err := run.StdoutPipe()
@@ -193,7 +193,7 @@ func TestMakeRunKeepsTheFarmGoing(t *testing.T) {
 	if _, err := farmctl("local", "kill", victim); err != nil {
 		t.Fatal(err)
 	}
-	term.wait(t, &at, victim+` exited \(killed by SIGKILL\); starting it again in 3s`, 10*time.Second)
+	term.wait(t, &at, victim+` exited \(killed by SIGKILL\); starting it again in 5s`, 10*time.Second)
 	down := at
 	term.wait(t, &down, `farm: `+victim+` UP → DOWN`, 10*time.Second)
 	publish("while-down")
