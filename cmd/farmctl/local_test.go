@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/farmlb/farmlb/farm"
 	"github.com/farmlb/farmlb/internal/farmtest"
 	"github.com/miekg/dns"
 )
@@ -321,4 +322,29 @@ func exitCode(err error) int {
 		return -1
 	}
 	return 0
+}
+
+func TestListChanges(t *testing.T) {
+	srv := func(name string, st farm.Status, prio farm.Priority) farm.Server {
+		return farm.Server{Name: name, Status: st, Priority: prio}
+	}
+	l := func(s ...farm.Server) *farm.List { return &farm.List{Servers: s} }
+	tests := []struct {
+		name string
+		a, b *farm.List
+		want string
+	}{
+		{"no change", l(srv("a", farm.StatusUp, 0)), l(srv("a", farm.StatusUp, 0)), ""},
+		{"down", l(srv("a", farm.StatusUp, 0), srv("b", farm.StatusUp, 0)), l(srv("a", farm.StatusUp, 0), srv("b", farm.StatusDown, 0)), "b UP → DOWN"},
+		{"two at once", l(srv("a", farm.StatusDown, 0), srv("b", farm.StatusUp, 0)), l(srv("a", farm.StatusUp, 0), srv("b", farm.StatusDraining, 0)), "a DOWN → UP, b UP → DRAINING"},
+		{"group", l(srv("a", farm.StatusUp, 0)), l(srv("a", farm.StatusUp, 1)), "a group A → B"},
+		{"joined and left", l(srv("a", farm.StatusUp, 0)), l(srv("b", farm.StatusUp, 0)), "b joined UP, a left the list"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := listChanges(tc.a, tc.b); got != tc.want {
+				t.Errorf("listChanges = %q, want %q", got, tc.want)
+			}
+		})
+	}
 }
