@@ -2,7 +2,6 @@ package pushd
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"net"
 	"net/http"
@@ -11,6 +10,7 @@ import (
 	"strconv"
 	"sync"
 	"time"
+	"unicode/utf8"
 )
 
 // A stream is one client's SSE connection. It holds no goroutine while
@@ -461,17 +461,54 @@ func (m *message) sseEnvelope() []byte {
 }
 
 func renderEnvelope(m *message) []byte {
-	var b bytes.Buffer
-	b.Grow(len(m.Topic) + len(m.Data) + 32)
-	b.WriteString(`data: {"topic":"`)
-	b.WriteString(m.Topic) // topic names need no JSON escaping
-	b.WriteString(`","data":`)
-	enc := json.NewEncoder(&b)
-	enc.SetEscapeHTML(false)
-	_ = enc.Encode(string(m.Data)) // a string always encodes; it ends in '\n'
-	b.Truncate(b.Len() - 1)
-	b.WriteString("}\n\n")
-	return b.Bytes()
+	buf := make([]byte, 0, len(m.Topic)+len(m.Data)+len(m.Data)/8+32)
+	buf = append(buf, `data: {"topic":"`...)
+	buf = append(buf, m.Topic...) // topic names need no JSON escaping
+	buf = append(buf, `","data":`...)
+	buf = appendJSONString(buf, m.Data)
+	return append(buf, "}\n\n"...)
+}
+
+// appendJSONString appends s as a JSON string: quotes, backslashes and
+// control characters escaped (so the result holds no line break and stays
+// one SSE data line), U+2028 and U+2029 too (JavaScript source that embeds
+// it stays valid), bytes that are not UTF-8 as U+FFFD (publish takes only
+// UTF-8; this guards what a peer sends).
+func appendJSONString(buf, s []byte) []byte {
+	const hex = "0123456789abcdef"
+	buf = append(buf, '"')
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			switch {
+			case c == '"' || c == '\\':
+				buf = append(buf, '\\', c)
+			case c == '\n':
+				buf = append(buf, '\\', 'n')
+			case c == '\r':
+				buf = append(buf, '\\', 'r')
+			case c == '\t':
+				buf = append(buf, '\\', 't')
+			case c < 0x20 || c == 0x7f:
+				buf = append(buf, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+			default:
+				buf = append(buf, c)
+			}
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRune(s[i:])
+		switch {
+		case r == utf8.RuneError && size == 1:
+			buf = append(buf, `\ufffd`...)
+		case r == '\u2028' || r == '\u2029':
+			buf = append(buf, '\\', 'u', '2', '0', '2', hex[r&0xf])
+		default:
+			buf = append(buf, s[i:i+size]...)
+		}
+		i += size
+	}
+	return append(buf, '"')
 }
 
 func renderBody(m *message) []byte {
