@@ -194,8 +194,10 @@ func TestMakeRunKeepsTheFarmGoing(t *testing.T) {
 	if _, err := farmctl("local", "kill", victim); err != nil {
 		t.Fatal(err)
 	}
-	term.wait(t, &at, victim+` exited \(killed by SIGKILL\); starting it again in 5s`, 10*time.Second)
+	// The watcher may see it DOWN before run.sh sees it exit: look for
+	// both from here.
 	down := at
+	term.wait(t, &at, victim+` exited \(killed by SIGKILL\); starting it again in 5s`, 10*time.Second)
 	term.wait(t, &down, `farm: `+victim+` UP → DOWN`, 10*time.Second)
 	publish("while-down")
 	events.wait(t, &eat, `^news\t\S+\twhile-down$`, 30*time.Second)
