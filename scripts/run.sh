@@ -270,12 +270,13 @@ exited() {
   elif [ -e "$tmp/procs/$n.hold" ]; then
     say "$n exited ($how); held down until: $bin/farmctl local start $n"
   elif [ "$restart" = off ]; then
+    : >"$tmp/procs/$n.hold" # so that farmctl local status says it stays down
     say "$n exited ($how); it stays down until: $bin/farmctl local start $n"
-    [ "$n" = watch ] || tail -n 3 "$tmp/$n.log" 2>/dev/null | sed 's/^/    /'
   else
     say "$n exited ($how); starting it again in ${restart}s"
-    case "$how" in exit*) tail -n 3 "$tmp/$n.log" 2>/dev/null | sed 's/^/    /' ;; esac
   fi
+  # An exit of its own with an error: its log says why.
+  if [ "$rc" -gt 0 ] && [ "$rc" -le 128 ] && [ "$n" != watch ]; then tail -n 3 "$tmp/$n.log" 2>/dev/null | sed 's/^/    /'; fi
 }
 control() {
   local verb=$1 n=${2:-} rest=${3:-}
@@ -292,13 +293,15 @@ control() {
       kill -INT "${pid[$n]}" 2>/dev/null || true ;;
   esac
 }
+# (No read -t with a timeout: bash 5.2 can crash when Ctrl-C's trap ends the
+# script inside one. read -t 0 only polls, and a sleep paces the loop.)
 while :; do
-  if read -r -t 0.5 verb name rest <&3; then
+  while read -r -t 0 <&3 && read -r verb name rest <&3; do
     case " ${names[*]} " in
       *" $name "*) control "$verb" "$name" "$rest" ;;
       *) [ "$verb" = note ] && control note "$name" "$rest" ;;
     esac
-  fi
+  done
   for n in "${names[@]}"; do
     if [ -n "${pid[$n]:-}" ] && ! kill -0 "${pid[$n]}" 2>/dev/null; then exited "$n"; fi
     [ -n "${pid[$n]:-}" ] || [ -z "${died[$n]:-}" ] && continue
@@ -309,4 +312,5 @@ while :; do
       start "$n"; say "$n started again (pid ${pid[$n]})"
     fi
   done
+  sleep 0.3
 done
