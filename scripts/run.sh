@@ -32,7 +32,8 @@ usage: scripts/run.sh [flags]   (or make run, with FARMLB_RUN_* variables)
   --restart SECONDS start a process that exited again after SECONDS (default 5; 0: at once;
                     off: never, until bin/farmctl local start NAME)
   --keep            keep the temporary folder on exit
-The publish token is \$FARMLB_TOKEN when set, random otherwise.
+The publish token is \$FARMLB_TOKEN when set, random otherwise; \$FARMLB_BIN is where the
+binaries are (default bin).
 USAGE
 }
 
