@@ -3,7 +3,7 @@ SHELL := /bin/bash
 export PATH := /usr/local/go/bin:$(HOME)/go/bin:$(PATH)
 GO ?= go
 FUZZTIME ?= 5s
-# The binaries that exist so far; each lands with its issue.
+# Every main under cmd/.
 CMDS := $(notdir $(wildcard cmd/*))
 
 .PHONY: all build test vet lint fmt fuzz-short stress-test run bench-select deps clean help

@@ -659,6 +659,9 @@ func streamURL(base string, topics []string) (string, error) {
 	for _, t := range topics {
 		q.Add("topic", t)
 	}
+	// Events named by their topic, payload as data: what this reader
+	// expects (a node older than this parameter sends them so anyway).
+	q.Set("event", "topic")
 	u.RawQuery = q.Encode()
 	return u.String(), nil
 }

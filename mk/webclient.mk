@@ -8,4 +8,4 @@ test-js: webclient-npm ## farmlb.js against the Go policies' shared vectors
 
 webclient-npm:
 	@command -v npm >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null; }
-	@[ -d webclient/e2e/node_modules/playwright-core ] || (cd webclient/e2e && npm ci --no-audit --no-fund)
+	@[ -d webclient/e2e/node_modules/playwright-core ] && [ -d webclient/e2e/node_modules/eventsource ] || (cd webclient/e2e && npm ci --no-audit --no-fund)

@@ -3,13 +3,16 @@ package pushd
 import (
 	"bytes"
 	"encoding/hex"
+	"encoding/json"
 	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 )
 
 func FuzzParseCursor(f *testing.F) {
@@ -167,13 +170,18 @@ func FuzzStreamRequest(f *testing.F) {
 	f.Add("topic=a&topic=b", "")
 	f.Add("topic=a,b&cursor="+Cursor{{TopicHash("a"), 1, 2}}.String(), "")
 	f.Add("topic=farmlb-x", "garbage")
+	f.Add("topic=a&event=topic", "")
+	f.Add("topic=a&event=bogus", "")
 	s := &Server{cfg: DefaultConfig()}
 	f.Fuzz(func(t *testing.T, query, lastID string) {
 		r := &http.Request{URL: &url.URL{RawQuery: query}, Header: http.Header{}}
 		r.Header.Set("Last-Event-ID", lastID)
-		topics, _, _, err := s.parseStreamRequest(r)
+		topics, _, named, _, err := s.parseStreamRequest(r)
 		if err != nil {
 			return
+		}
+		if ev := r.URL.Query().Get("event"); named != (ev == "topic") || ev != "" && ev != "message" && ev != "topic" {
+			t.Fatalf("event=%q accepted as named=%v", ev, named)
 		}
 		if len(topics) == 0 || len(topics) > s.cfg.MaxTopics {
 			t.Fatalf("%d topics accepted", len(topics))
@@ -186,21 +194,56 @@ func FuzzStreamRequest(f *testing.F) {
 	})
 }
 
+// FuzzEventEnvelope checks that any payload a publish accepts (UTF-8 text)
+// reaches a stock EventSource whole: the unnamed event is one data line,
+// which JSON-decodes to the topic and the payload, byte for byte.
+func FuzzEventEnvelope(f *testing.F) {
+	f.Add("1.0842")
+	f.Add("a\r\nb\n")
+	f.Add(`{"x":"</script>\u2028"}`)
+	f.Fuzz(func(t *testing.T, data string) {
+		if !utf8.ValidString(data) {
+			return // refused by publish
+		}
+		ev := string(appendEvent(nil, nil, &message{Topic: "t.x", Data: []byte(data)}, false))
+		body, ok := strings.CutPrefix(ev, "id: AQ\ndata: ")
+		if !ok || !strings.HasSuffix(body, "\n\n") || strings.ContainsAny(body[:len(body)-2], "\r\n") {
+			t.Fatalf("not one data line: %q", ev)
+		}
+		var env struct{ Topic, Data string }
+		if err := json.Unmarshal([]byte(body[:len(body)-2]), &env); err != nil || env.Topic != "t.x" || env.Data != data {
+			t.Fatalf("%q decodes to %+v, %v", body, env, err)
+		}
+	})
+}
+
 func TestAppendEvent(t *testing.T) {
-	tests := []struct{ name, data, want string }{
-		{"one line", "x", "data: x\n"},
-		{"lf", "a\nb", "data: a\ndata: b\n"},
-		{"crlf", "a\r\nb", "data: a\ndata: b\n"},
-		{"cr", "a\rb", "data: a\ndata: b\n"},
-		{"empty", "", "data: \n"},
-		{"trailing newline", "a\n", "data: a\ndata: \n"},
+	tests := []struct{ name, data, named, envelope string }{
+		{"one line", "x", "data: x\n", `"x"`},
+		{"lf", "a\nb", "data: a\ndata: b\n", `"a\nb"`},
+		{"crlf", "a\r\nb", "data: a\ndata: b\n", `"a\r\nb"`},
+		{"cr", "a\rb", "data: a\ndata: b\n", `"a\rb"`},
+		{"empty", "", "data: \n", `""`},
+		{"trailing newline", "a\n", "data: a\ndata: \n", `"a\n"`},
+		{"json payload", `{"bid":1.08,"s":"<&>"}`, `data: {"bid":1.08,"s":"<&>"}` + "\n", `"{\"bid\":1.08,\"s\":\"<&>\"}"`},
+		{"line separators", "a\u2028b", "data: a\u2028b\n", `"a\u2028b"`},
 	}
+	id := "id: " + Cursor{{1, 2, 3}}.String() + "\n"
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			got := string(appendEvent(nil, Cursor{{1, 2, 3}}, &message{Topic: "t", Data: []byte(tc.data)}))
-			want := "id: " + Cursor{{1, 2, 3}}.String() + "\nevent: t\n" + tc.want + "\n"
-			if got != want {
-				t.Errorf("got %q want %q", got, want)
+			m := &message{Topic: "t", Data: []byte(tc.data)}
+			if got, want := string(appendEvent(nil, Cursor{{1, 2, 3}}, m, true)), id+"event: t\n"+tc.named+"\n"; got != want {
+				t.Errorf("named: got %q want %q", got, want)
+			}
+			got := string(appendEvent(nil, Cursor{{1, 2, 3}}, m, false))
+			if want := id + `data: {"topic":"t","data":` + tc.envelope + "}\n\n"; got != want {
+				t.Errorf("envelope: got %q want %q", got, want)
+			}
+			// What an EventSource's onmessage gets back is the payload.
+			var env struct{ Topic, Data string }
+			line := strings.TrimSuffix(strings.TrimPrefix(got, id+"data: "), "\n\n")
+			if err := json.Unmarshal([]byte(line), &env); err != nil || env.Topic != "t" || env.Data != tc.data {
+				t.Errorf("envelope %s decodes to %+v, %v", line, env, err)
 			}
 		})
 	}

@@ -3,6 +3,7 @@ package pushd
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -117,6 +118,7 @@ type sseClient struct {
 	events chan event
 	done   chan struct{}
 	lastID string
+	raw    bool // events as sent: unnamed ones not unwrapped
 }
 
 // h2cClient is a client that speaks HTTP/2 without TLS (h2c); its idle
@@ -145,6 +147,10 @@ func openStream(t *testing.T, client *http.Client, url string, lastID string) *s
 }
 
 func tryStream(client *http.Client, url string, lastID string) (*sseClient, *http.Response, error) {
+	return tryStreamRaw(client, url, lastID, false)
+}
+
+func tryStreamRaw(client *http.Client, url string, lastID string, raw bool) (*sseClient, *http.Response, error) {
 	if client == nil {
 		client = &http.Client{}
 	}
@@ -159,7 +165,7 @@ func tryStream(client *http.Client, url string, lastID string) (*sseClient, *htt
 	if resp.StatusCode != 200 {
 		return nil, resp, nil
 	}
-	c := &sseClient{resp: resp, events: make(chan event, 10000), done: make(chan struct{}), lastID: lastID}
+	c := &sseClient{resp: resp, events: make(chan event, 10000), done: make(chan struct{}), lastID: lastID, raw: raw}
 	go c.read()
 	return c, resp, nil
 }
@@ -180,6 +186,7 @@ func (c *sseClient) read() {
 		case line == "":
 			if ev.HasID || ev.Event != "" || data != nil {
 				ev.Data = strings.Join(data, "\n")
+				c.unwrap(&ev)
 				c.events <- ev
 			}
 			ev, data = event{}, nil
@@ -196,6 +203,32 @@ func (c *sseClient) read() {
 				data = append(data, v)
 			}
 		}
+	}
+}
+
+// unwrap reads an unnamed event (the default, ?event=message) as the
+// tests expect every event: a message as Event = topic, Data = payload; a
+// reset as Event = "farmlb-reset" with its JSON as data.
+func (c *sseClient) unwrap(ev *event) {
+	if c.raw || ev.Event != "" || ev.Data == "" {
+		return
+	}
+	var env struct {
+		Topic string  `json:"topic"`
+		Data  *string `json:"data"`
+		Reset bool    `json:"reset"`
+	}
+	if err := json.Unmarshal([]byte(ev.Data), &env); err != nil || env.Topic == "" {
+		ev.Event = "not-an-envelope"
+		return
+	}
+	switch {
+	case env.Reset:
+		ev.Event = "farmlb-reset"
+	case env.Data != nil:
+		ev.Event, ev.Data = env.Topic, *env.Data
+	default:
+		ev.Event = "not-an-envelope"
 	}
 }
 

@@ -28,6 +28,7 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("GET /{$}", http.FileServerFS(static))
 	mux.Handle("GET /dashboard/", http.StripPrefix("/dashboard/", http.FileServerFS(static)))
 	mux.HandleFunc("GET /farm", s.handleFarm)
+	mux.HandleFunc("GET /farm/timeline", s.handleTimeline)
 	mux.HandleFunc("GET /stream", s.handleStream)
 	mux.HandleFunc("POST /publish/{topic}", s.handlePublish)
 	mux.HandleFunc("POST /admin/drain", s.handleDrain)
@@ -190,46 +191,53 @@ func printable(s string) bool {
 }
 
 // parseStreamRequest checks the topics and reads the cursor.
-func (s *Server) parseStreamRequest(r *http.Request) (topics []string, cur Cursor, curErr error, err error) {
+func (s *Server) parseStreamRequest(r *http.Request) (topics []string, cur Cursor, named bool, curErr error, err error) {
 	q := r.URL.Query()
 	seen := map[uint32]string{}
 	for _, t := range q["topic"] {
 		for _, t := range strings.Split(t, ",") {
 			if err := CheckTopic(t); err != nil {
-				return nil, nil, nil, err
+				return nil, nil, false, nil, err
 			}
 			if prev, ok := seen[TopicHash(t)]; ok {
 				if prev == t {
 					continue
 				}
-				return nil, nil, nil, fmt.Errorf("topics %q and %q cannot share a stream (their hashes collide)", prev, t)
+				return nil, nil, false, nil, fmt.Errorf("topics %q and %q cannot share a stream (their hashes collide)", prev, t)
 			}
 			seen[TopicHash(t)] = t
 			topics = append(topics, t)
 		}
 	}
 	if len(topics) == 0 {
-		return nil, nil, nil, errors.New("no topic: ask for one or more with ?topic=NAME")
+		return nil, nil, false, nil, errors.New("no topic: ask for one or more with ?topic=NAME")
 	}
 	if len(topics) > s.cfg.MaxTopics {
-		return nil, nil, nil, fmt.Errorf("%d topics, at most %d per stream", len(topics), s.cfg.MaxTopics)
+		return nil, nil, false, nil, fmt.Errorf("%d topics, at most %d per stream", len(topics), s.cfg.MaxTopics)
+	}
+	switch q.Get("event") {
+	case "", "message":
+	case "topic":
+		named = true
+	default:
+		return nil, nil, false, nil, fmt.Errorf("event=%q: want event=message (the default: onmessage gets every topic, data {\"topic\",\"data\"}) or event=topic (events named by topic, raw data)", q.Get("event"))
 	}
 	raw := q.Get("cursor")
 	if raw == "" {
 		raw = r.Header.Get("Last-Event-ID")
 	}
 	cur, curErr = ParseCursor(strings.TrimSpace(raw))
-	return topics, cur, curErr, nil
+	return topics, cur, named, curErr, nil
 }
 
 func (s *Server) handleStream(w http.ResponseWriter, r *http.Request) {
 	cors(w)
-	topics, cur, curErr, err := s.parseStreamRequest(r)
+	topics, cur, named, curErr, err := s.parseStreamRequest(r)
 	if err != nil {
 		jsonError(w, http.StatusBadRequest, err.Error(), "")
 		return
 	}
-	st := &stream{s: s, done: make(chan struct{}), wakec: make(chan struct{}, 1), fd: -1}
+	st := &stream{s: s, done: make(chan struct{}), wakec: make(chan struct{}, 1), fd: -1, named: named}
 	if reason := s.admit(st); reason != "" {
 		s.m.refused.WithLabelValues(reason).Inc()
 		try := s.roomElsewhere()

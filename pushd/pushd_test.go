@@ -92,6 +92,63 @@ func TestPublishReachesEveryNode(t *testing.T) {
 	}
 }
 
+// TestEventNaming: by default every message is an unnamed event (a stock
+// EventSource's onmessage gets it) whose data is {"topic","data"}; with
+// ?event=topic the same message is an event named by its topic with the
+// payload as data. The ids are cursors in both, so a client can resume one
+// form with an id of the other.
+func TestEventNaming(t *testing.T) {
+	f := newMemFarm("a", "b")
+	nodes := startNodes(t, f, nil, "a", "b")
+	raw := func(url string) *sseClient {
+		c, resp, err := tryStreamRaw(nil, url, "", true)
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("GET %s: %v %v", url, resp, err)
+		}
+		t.Cleanup(c.close)
+		return c
+	}
+	var firstNamed string
+	plain := raw(streamURL(nodes["a"], "prices", "news") + "&event=message")
+	def := raw(streamURL(nodes["a"], "prices", "news"))
+	named := raw(streamURL(nodes["a"], "prices", "news") + "&event=topic")
+	mustPublish(t, nodes["b"].url, "news", "two\nlines \"quoted\"")
+	mustPublish(t, nodes["b"].url, "prices", `{"bid":1.0842}`)
+	rawNext := func(c *sseClient) event {
+		t.Helper()
+		for {
+			select {
+			case ev := <-c.events:
+				if ev.Data != "" {
+					return ev
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("no event in 10s")
+			}
+		}
+	}
+	for _, want := range []struct{ topic, data, envelope string }{
+		{"news", "two\nlines \"quoted\"", `{"topic":"news","data":"two\nlines \"quoted\""}`},
+		{"prices", `{"bid":1.0842}`, `{"topic":"prices","data":"{\"bid\":1.0842}"}`},
+	} {
+		p, d, n := rawNext(plain), rawNext(def), rawNext(named)
+		if p.Event != "" || p.Data != want.envelope || d != p {
+			t.Errorf("default stream: event %q data %s (event=message: %+v), want unnamed %s", d.Event, d.Data, p, want.envelope)
+		}
+		if n.Event != want.topic || n.Data != want.data {
+			t.Errorf("event=topic stream: event %q data %q, want %q %q", n.Event, n.Data, want.topic, want.data)
+		}
+		if want.topic == "news" {
+			firstNamed = n.ID
+		}
+	}
+	// An id of one form resumes a stream of the other.
+	res := raw(streamURL(nodes["b"], "prices", "news") + "&cursor=" + firstNamed)
+	if ev := rawNext(res); ev.Event != "" || ev.Data != `{"topic":"prices","data":"{\"bid\":1.0842}"}` {
+		t.Errorf("default stream resumed on b from the event=topic id of the first message: %+v, want the second", ev)
+	}
+}
+
 // TestResumeOnAnotherNode: a client reads part of a topic from one node,
 // goes away, and resumes from its last id on another node: it gets exactly
 // what was published meanwhile, each publisher's order kept.
@@ -358,6 +415,7 @@ func TestOtherEndpoints(t *testing.T) {
 		{"/demo/", 200, "Live prices"},
 		{"/stream", 400, "no topic"},
 		{"/stream?topic=a%20b", 400, "invalid topic"},
+		{"/stream?topic=a&event=name", 400, `event=\"name\": want event=message`},
 		{"/nope", 404, ""},
 	}
 	for _, tc := range tests {

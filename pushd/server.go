@@ -191,6 +191,8 @@ type Server struct {
 	poll   *closePoller // nil where no poller is available
 	flushq flushQueue
 	bufs   sync.Pool // *scratch, lent to a flush while it runs
+	// timeline is the farm over the last minutes, for the dashboard.
+	timeline timeline
 
 	randMu sync.Mutex
 	rand   *rand.Rand
@@ -307,6 +309,7 @@ func (s *Server) Serve(ctx context.Context) error {
 		s.goRun(s.flushWorker)
 	}
 	s.goRun(s.keepAlive)
+	s.goRun(s.runTimeline)
 	s.mesh.SetStatus(farm.StatusUp)
 	s.mesh.SetUsers(0)
 	errc := make(chan error, 1)

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"sync"
 	"time"
+	"unicode/utf8"
 )
 
 // A stream is one client's SSE connection. It holds no goroutine while
@@ -24,6 +25,7 @@ type stream struct {
 	cur     Cursor // sorted; owned by the running flusher
 	resets  []string
 	resumed bool      // the client gave a cursor
+	named   bool      // ?event=topic: each event named by its topic, raw data
 	start   time.Time // when a new (not resumed) client came
 
 	mu        sync.Mutex
@@ -366,9 +368,18 @@ func (st *stream) collect(sc *scratch) (out []byte, more bool) {
 		st.s.m.resets.Inc()
 		buf = append(buf, "id: "...)
 		buf = st.cur.Append(buf)
-		buf = append(buf, "\nevent: farmlb-reset\ndata: {\"topic\":\""...)
-		buf = append(buf, name...)
-		buf = append(buf, "\",\"reason\":\"history no longer covers the cursor\"}\n\n"...)
+		if st.named {
+			buf = append(buf, "\nevent: farmlb-reset\ndata: {\"topic\":\""...)
+		} else {
+			buf = append(buf, "\ndata: {\"topic\":\""...)
+		}
+		buf = append(buf, name...) // topic names need no JSON escaping
+		if !st.named {
+			buf = append(buf, "\",\"reset\":true"...)
+		} else {
+			buf = append(buf, '"')
+		}
+		buf = append(buf, ",\"reason\":\"history no longer covers the cursor\"}\n\n"...)
 	}
 	st.resets = st.resets[:0]
 
@@ -405,7 +416,7 @@ func (st *stream) collect(sc *scratch) (out []byte, more bool) {
 		if shown || st.old(m) {
 			continue
 		}
-		buf = appendEvent(buf, st.cur, m)
+		buf = appendEvent(buf, st.cur, m, st.named)
 		st.s.m.fanout.Observe(now.Sub(m.At).Seconds())
 	}
 }
@@ -420,20 +431,84 @@ func (st *stream) old(m *message) bool {
 	return !st.resumed && m.fetched && m.At.Before(st.start)
 }
 
-// appendEvent appends one SSE event: the stream's cursor as id, the topic
-// as event name, the payload split into data lines.
-func appendEvent(buf []byte, cur Cursor, m *message) []byte {
+// appendEvent appends one SSE event: the stream's cursor as id, then the
+// message, as an unnamed event whose data is a JSON envelope
+// {"topic","data"} (which a stock EventSource's onmessage receives), or,
+// named, with the topic as event name and the payload as data lines
+// (addEventListener(topic)).
+func appendEvent(buf []byte, cur Cursor, m *message, named bool) []byte {
 	buf = append(buf, "id: "...)
 	buf = cur.Append(buf)
 	buf = append(buf, '\n')
-	return append(buf, m.sseBody()...)
+	if named {
+		return append(buf, m.sseBody()...)
+	}
+	return append(buf, m.sseEnvelope()...)
 }
 
-// sseBody is the part of a message's event every stream shares, rendered
-// once: the event name and the data lines.
+// sseBody is the part of a message's named event every stream shares,
+// rendered once: the event name and the data lines.
 func (m *message) sseBody() []byte {
 	m.bodyOnce.Do(func() { m.body = renderBody(m) })
 	return m.body
+}
+
+// sseEnvelope is the part of a message's unnamed event every stream
+// shares, rendered once: one data line of {"topic","data"}.
+func (m *message) sseEnvelope() []byte {
+	m.envOnce.Do(func() { m.env = renderEnvelope(m) })
+	return m.env
+}
+
+func renderEnvelope(m *message) []byte {
+	buf := make([]byte, 0, len(m.Topic)+len(m.Data)+len(m.Data)/8+32)
+	buf = append(buf, `data: {"topic":"`...)
+	buf = append(buf, m.Topic...) // topic names need no JSON escaping
+	buf = append(buf, `","data":`...)
+	buf = appendJSONString(buf, m.Data)
+	return append(buf, "}\n\n"...)
+}
+
+// appendJSONString appends s as a JSON string: quotes, backslashes and
+// control characters escaped (so the result holds no line break and stays
+// one SSE data line), U+2028 and U+2029 too (JavaScript source that embeds
+// it stays valid), bytes that are not UTF-8 as U+FFFD (publish takes only
+// UTF-8; this guards what a peer sends).
+func appendJSONString(buf, s []byte) []byte {
+	const hex = "0123456789abcdef"
+	buf = append(buf, '"')
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			switch {
+			case c == '"' || c == '\\':
+				buf = append(buf, '\\', c)
+			case c == '\n':
+				buf = append(buf, '\\', 'n')
+			case c == '\r':
+				buf = append(buf, '\\', 'r')
+			case c == '\t':
+				buf = append(buf, '\\', 't')
+			case c < 0x20 || c == 0x7f:
+				buf = append(buf, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+			default:
+				buf = append(buf, c)
+			}
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRune(s[i:])
+		switch {
+		case r == utf8.RuneError && size == 1:
+			buf = append(buf, `\ufffd`...)
+		case r == '\u2028' || r == '\u2029':
+			buf = append(buf, '\\', 'u', '2', '0', '2', hex[r&0xf])
+		default:
+			buf = append(buf, s[i:i+size]...)
+		}
+		i += size
+	}
+	return append(buf, '"')
 }
 
 func renderBody(m *message) []byte {

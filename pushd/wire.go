@@ -94,7 +94,9 @@ type message struct {
 	twins []*message
 
 	bodyOnce sync.Once
-	body     []byte // the event's shared part (sseBody)
+	body     []byte // the named event's shared part (sseBody)
+	envOnce  sync.Once
+	env      []byte // the unnamed event's shared part (sseEnvelope)
 }
 
 // dep says that a message comes after seq 1..Seq of another epoch of its

@@ -301,6 +301,8 @@ export function subscribe(opts) {
     return new Promise((resolve) => {
       const u = new URL("/stream", srv.url);
       for (const t of topics) u.searchParams.append("topic", t);
+      // Events named by their topic (addEventListener below), payload as data.
+      u.searchParams.set("event", "topic");
       if (state.cursor) u.searchParams.set("cursor", state.cursor);
       onStatus({ state: "connecting", node: srv.name });
       const es = new ES(u.href);

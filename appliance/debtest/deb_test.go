@@ -101,7 +101,7 @@ func TestDeb(t *testing.T) {
 }
 
 // TestUnits checks the units in packaging/deb without a package: the lines
-// the issue asks for, and systemd's own verdict on their syntax (with
+// the package relies on, and systemd's own verdict on their syntax (with
 // ExecStart pointed at a binary that exists here).
 func TestUnits(t *testing.T) {
 	for _, b := range []string{"pushd", "dnsd"} {

@@ -158,7 +158,7 @@ func TestFarmOfTwo(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
 	client := &http.Client{}
-	req, _ := http.NewRequestWithContext(ctx, "GET", baseB+"/stream?topic=two", nil)
+	req, _ := http.NewRequestWithContext(ctx, "GET", baseB+"/stream?event=topic&topic=two", nil)
 	resp, err := client.Do(req)
 	if err != nil {
 		t.Fatal(err)

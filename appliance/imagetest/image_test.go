@@ -394,7 +394,7 @@ func checkStream(t *testing.T, base, token string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, "GET", base+"/stream?topic=imagetest", nil)
+	req, _ := http.NewRequestWithContext(ctx, "GET", base+"/stream?event=topic&topic=imagetest", nil)
 	client := &http.Client{}
 	resp, err := client.Do(req)
 	if err != nil {

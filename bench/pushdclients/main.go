@@ -99,7 +99,7 @@ func main() {
 // sockets, their readers (when keep is set) and a function that closes
 // them all.
 func openH1(d net.Dialer, addr, topic string, n, par int, keep, useTLS bool) ([]net.Conn, []*bufio.Reader, func(), error) {
-	req := []byte("GET /stream?topic=" + topic + " HTTP/1.1\r\nHost: " + addr + "\r\nAccept: text/event-stream\r\n\r\n")
+	req := []byte("GET /stream?event=topic&topic=" + topic + " HTTP/1.1\r\nHost: " + addr + "\r\nAccept: text/event-stream\r\n\r\n")
 	conns := make([]net.Conn, n)
 	closeAll := func() {
 		for _, c := range conns {
@@ -231,7 +231,7 @@ func openAll(n, par int, keep bool, open func(i int) (*bufio.Reader, error)) ([]
 // openH2Stream sends one GET /stream on cc and reads its headers and first
 // event. The stream stays open after ctx ends: ctx only bounds the opening.
 func openH2Stream(ctx context.Context, cc *http.ClientConn, base, topic string) (*bufio.Reader, error) {
-	req, err := http.NewRequest("GET", base+"/stream?topic="+topic, nil)
+	req, err := http.NewRequest("GET", base+"/stream?event=topic&topic="+topic, nil)
 	if err != nil {
 		return nil, err
 	}

@@ -50,6 +50,7 @@ func main() {
 		for i := range *topics {
 			q = append(q, fmt.Sprintf("topic=bench%d", i))
 		}
+		q = append(q, "event=topic") // events named by topic: "event: bench…" lines
 		for _, u := range nodes {
 			resp, err := http.Get(u + "/stream?" + strings.Join(q, "&"))
 			if err != nil || resp.StatusCode != 200 {

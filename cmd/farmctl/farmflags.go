@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"os"
 	"strings"
 	"time"
 
@@ -61,7 +62,19 @@ func fetchList(c *cli.Context) (*farm.List, error) {
 
 // tokenFlag is the bearer token for publish and admin requests.
 func tokenFlag() cli.Flag {
-	return &cli.StringFlag{Name: "token", Usage: "bearer `TOKEN` for publish and admin requests", EnvVars: []string{"FARMLB_TOKEN"}}
+	return &cli.StringFlag{Name: "token", Usage: "bearer `TOKEN` for publish and admin requests (default with the local farm of make run: its token)", EnvVars: []string{"FARMLB_TOKEN"}}
+}
+
+// farmToken is --token (FARMLB_TOKEN), or, when farmctl talks to the local
+// farm of make run (no --url, --dns or --zone), that run's own token.
+func farmToken(c *cli.Context) string {
+	if t := c.String("token"); t != "" {
+		return t
+	}
+	if len(c.StringSlice("url")) == 0 && c.String("dns") == "" && c.String("zone") == "" {
+		return localToken(os.Getenv("FARMLB_RUN_DIR"))
+	}
+	return ""
 }
 
 // postToNode sends an authenticated POST to a node and returns the body.

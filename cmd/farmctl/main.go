@@ -31,6 +31,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			swarmCommand(),
 			caCommand(),
 			dnssecCommand(),
+			localCommand(),
 		},
 		// Errors are printed once, by main.
 		ExitErrHandler: func(*cli.Context, error) {},

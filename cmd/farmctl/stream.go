@@ -108,7 +108,7 @@ published once.`,
 				if err != nil {
 					return err
 				}
-				code, body, err := postToNode(c.Context, hc, s.URL+"/publish/"+c.Args().Get(0), c.String("token"), c.Args().Get(1),
+				code, body, err := postToNode(c.Context, hc, s.URL+"/publish/"+c.Args().Get(0), farmToken(c), c.Args().Get(1),
 					map[string]string{"Idempotency-Key": key, "Content-Type": "text/plain"})
 				switch {
 				case err != nil:
@@ -145,7 +145,7 @@ func drainCommand(name, verb string) *cli.Command {
 			if err != nil {
 				return err
 			}
-			code, body, err := postToNode(c.Context, &http.Client{Timeout: 10 * time.Second}, u+"/admin/"+name, c.String("token"), "", nil)
+			code, body, err := postToNode(c.Context, &http.Client{Timeout: 10 * time.Second}, u+"/admin/"+name, farmToken(c), "", nil)
 			if err != nil {
 				return err
 			}

@@ -42,6 +42,10 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 GET /stream (Server-Sent Events), POST /publish/{topic}, GET /farm, GET /,
 /healthz, /metrics, POST /admin/drain and /admin/undrain.
 
+GET /stream?topic=T sends every message as an unnamed event (EventSource's
+onmessage) with data {"topic":T,"data":PAYLOAD}; GET /stream?topic=T&event=topic
+names each event by its topic (addEventListener(T)) with the payload as data.
+
 The mesh's failure-detection timers (heartbeat, suspect_after, ...) come from
 the farm file's mesh: section, the same for every member; no flag overrides
 them, so that the members of a farm cannot disagree on them.

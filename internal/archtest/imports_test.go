@@ -1,5 +1,5 @@
 // Package archtest holds the test that keeps the import rules of
-// DESIGN.md ("may import") true: farm stays on the standard library,
+// docs/DESIGN.md ("may import") true: farm stays on the standard library,
 // clientlib stays light enough to embed in any client, nothing imports cmd/.
 package archtest
 
@@ -108,7 +108,7 @@ func violations(pkgs map[string]pkg) []string {
 // allowedImports is the architecture: for each library package, the module
 // packages and third-party modules it may import directly (the standard
 // library is always allowed). docs/ARCHITECTURE.md shows the same table and
-// says where it departs from DESIGN.md and why.
+// says where it departs from docs/DESIGN.md and why.
 var allowedImports = map[string][]string{
 	"farm":      {},
 	"config":    {"farm", "go.yaml.in/yaml/v3"},

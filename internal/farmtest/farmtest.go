@@ -158,6 +158,10 @@ func nextIP() string {
 	return fmt.Sprintf("127.0.%d.%d", 100+os.Getpid()%100, nextAddr%250+2)
 }
 
+// IP returns a loopback address of its own for a process a test starts by
+// other means (scripts/run.sh), as Start gives each member.
+func IP() string { return nextIP() }
+
 // Start writes a CA and farm file for opts and starts every member. It does
 // not wait for the mesh: call WaitUp.
 func Start(t testing.TB, opts Options) *Farm {

@@ -1,4 +1,5 @@
 import { subscribe as farmSubscribe } from "/farmlb.js";
+import { FarmChart } from "/dashboard/chart.js";
 
 // The farm dashboard: polls GET /farm on this node once a second and shows
 // every node's status, priority group and users; subscribes to a stream to
@@ -86,3 +87,14 @@ $("sub").addEventListener("submit", subscribe);
 refresh();
 setInterval(refresh, 1000);
 subscribe();
+
+// The farm over time (chart.js), from this node's GET /farm/timeline.
+const chart = new FarmChart($("timeline"));
+window.farmChart = chart;
+const redraw = () => chart.update().catch((e) => ($("error").textContent = String(e)));
+$("span").addEventListener("change", () => {
+  chart.spanMs = Number($("span").value) * 60000;
+  chart.draw();
+});
+redraw();
+setInterval(redraw, 1000);

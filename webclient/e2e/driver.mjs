@@ -4,6 +4,7 @@
 //   {"op":"open","url":U}              → {"ok":true}
 //   {"op":"eval","js":EXPR}            → {"ok":true,"value":V}   (EXPR evaluated in the page)
 //   {"op":"screenshot","url":U,"path":P} → {"ok":true}             (a second page, full size)
+//   {"op":"shot","path":P}             → {"ok":true}             (the open page, as it is now)
 //   {"op":"quit"}
 import { chromium } from "playwright-core";
 import { createInterface } from "node:readline";
@@ -45,6 +46,11 @@ for await (const line of createInterface({ input: process.stdin })) {
         reply({ ok: true });
         break;
       }
+      case "shot":
+        await page.setViewportSize({ width: 1100, height: 900 });
+        await page.screenshot({ path: cmd.path, animations: "disabled" });
+        reply({ ok: true });
+        break;
       case "console":
         reply({ ok: true, value: consoleLines });
         break;
