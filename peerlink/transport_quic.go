@@ -32,6 +32,9 @@ type quicTransport struct {
 func newQUICTransport(cfg *Config, cert *tls.Certificate, v *verifier, onRefuse func(*RefusedError)) *quicTransport {
 	self, _ := cfg.Farm.Member(cfg.Self)
 	server, client := tlsConfigs(cert, v, onRefuse)
+	if cfg.protos != nil {
+		server, client = tlsConfigsWith(cert, v, onRefuse, cfg.protos)
+	}
 	return &quicTransport{
 		self:     cfg.Self,
 		bind:     self.Peer,
@@ -141,6 +144,9 @@ type quicConn struct {
 }
 
 func (c *quicConn) peer() string                { return c.name }
+func (c *quicConn) reasons() bool {
+	return c.c.ConnectionState().TLS.NegotiatedProtocol == alpnReasons
+}
 func (c *quicConn) remoteAddr() net.Addr        { return c.c.RemoteAddr() }
 func (c *quicConn) sendDatagram(b []byte) error { return c.c.SendDatagram(b) }
 func (c *quicConn) receiveDatagram(ctx context.Context) ([]byte, error) {
