@@ -143,7 +143,7 @@ type quicConn struct {
 	name string
 }
 
-func (c *quicConn) peer() string                { return c.name }
+func (c *quicConn) peer() string { return c.name }
 func (c *quicConn) reasons() bool {
 	return c.c.ConnectionState().TLS.NegotiatedProtocol == alpnReasons
 }
