@@ -24,7 +24,7 @@ type stream struct {
 	cur     Cursor // sorted; owned by the running flusher
 	resets  []string
 	resumed bool      // the client gave a cursor
-	start   time.Time // when a new (not resumed) client came
+	start   time.Time // when the client came
 
 	mu        sync.Mutex
 	running   bool // a flusher goroutine is on it
@@ -407,6 +407,11 @@ func (st *stream) collect(sc *scratch) (out []byte, more bool) {
 		}
 		buf = appendEvent(buf, st.cur, m)
 		st.s.m.fanout.Observe(now.Sub(m.At).Seconds())
+		if m.At.After(st.start) {
+			// Live news, not history the stream catches up on: what
+			// overload detection watches.
+			st.s.fan.observe(now.Sub(m.At))
+		}
 	}
 }
 
