@@ -14,14 +14,15 @@ import (
 // full stays UP (with the reason): see State.
 type Overload struct {
 	// FanoutDelay is the threshold of the fan-out delay: the 90th
-	// percentile, over each Interval, of the time from a message's
+	// percentile, over the last OverFor, of the time from a message's
 	// publish (at its origin, by the origin's clock) to its write to one
 	// of this node's streams, counting live messages only (not history a
-	// resuming client catches up on). Default 2 s: twenty times the p99
-	// of one publish to 10,000 streams on a 2-core VM (BENCHMARKS.md) and
-	// far above the skew of clocks kept by NTP, so that a node crosses it
-	// only when its clients really get their data seconds late. An
-	// Interval without a delivery counts as under.
+	// resuming client catches up on). Being a percentile of the whole
+	// stretch, it is over for OverFor as soon as it is over. Default 2 s:
+	// twenty times the p99 of one publish to 10,000 streams on a 2-core
+	// VM (BENCHMARKS.md) and far above the skew of clocks kept by NTP, so
+	// that a node crosses it only when its clients really get their data
+	// seconds late. A stretch without a delivery is under.
 	FanoutDelay time.Duration
 	// CPU is the threshold of the process's CPU use, as a share of the
 	// cores it may use (GOMAXPROCS), 0 to 1. Default 0: off. A node
@@ -90,31 +91,48 @@ func (f *fanoutTracker) observe(d time.Duration) {
 	}
 }
 
-// take returns the 90th percentile since the last take (the bucket's
-// upper bound, or the largest delay seen when that is smaller) and how
-// many delays it saw, and starts over.
-func (f *fanoutTracker) take() (p90 time.Duration, n uint64) {
-	var counts [len(fanoutBounds) + 1]uint64
+// fanoutCounts are the delays counted between two takes.
+type fanoutCounts struct {
+	n       [len(fanoutBounds) + 1]uint64
+	largest time.Duration
+}
+
+// take returns the delays counted since the last take, and starts over.
+func (f *fanoutTracker) take() fanoutCounts {
+	var c fanoutCounts
 	for i := range f.counts {
-		counts[i] = f.counts[i].Swap(0)
-		n += counts[i]
+		c.n[i] = f.counts[i].Swap(0)
 	}
-	largest := time.Duration(f.max.Swap(0))
-	if n == 0 {
+	c.largest = time.Duration(f.max.Swap(0))
+	return c
+}
+
+// percentile90 is the 90th percentile of the delays of several takes (the upper
+// bound of its bucket, or the largest delay when that is smaller), and
+// how many delays there were.
+func percentile90(takes []fanoutCounts) (time.Duration, uint64) {
+	var n [len(fanoutBounds) + 1]uint64
+	var total uint64
+	var largest time.Duration
+	for _, t := range takes {
+		for i, c := range t.n {
+			n[i] += c
+			total += c
+		}
+		largest = max(largest, t.largest)
+	}
+	if total == 0 {
 		return 0, 0
 	}
-	need := (n*9 + 9) / 10 // ceil(0.9 n)
+	need := (total*9 + 9) / 10 // ceil(0.9 total)
 	var sum uint64
-	for i, c := range counts {
+	for i, c := range n {
 		sum += c
-		if sum >= need {
-			if i < len(fanoutBounds) {
-				return min(fanoutBounds[i], largest), n
-			}
-			return largest, n
+		if sum >= need && i < len(fanoutBounds) {
+			return min(fanoutBounds[i], largest), total
 		}
 	}
-	return largest, n
+	return largest, total
 }
 
 // watchOverload takes the signals every Interval and marks the node full
@@ -127,6 +145,8 @@ func (s *Server) watchOverload() {
 	var overSince, underSince time.Time
 	marked := ""
 	s.fan.take()
+	// The takes of the last OverFor, for the fan-out delay's percentile.
+	window := make([]fanoutCounts, 0, max(1, int(o.OverFor/o.Interval)))
 	for {
 		select {
 		case <-s.ctx.Done():
@@ -135,9 +155,14 @@ func (s *Server) watchOverload() {
 		}
 		now := time.Now()
 		over := ""
-		p90, n := s.fan.take()
+		if len(window) == cap(window) {
+			window = append(window[:0], window[1:]...)
+		}
+		window = append(window, s.fan.take())
+		p90, n := percentile90(window)
 		s.hm.overloadVal.WithLabelValues("fanout").Set(p90.Seconds())
-		if n > 0 && p90 > o.FanoutDelay {
+		fanoutOver := n > 0 && p90 > o.FanoutDelay && len(window) == cap(window)
+		if fanoutOver {
 			over = "fanout"
 		}
 		if share, ok := cpu.take(now); ok {
@@ -155,6 +180,10 @@ func (s *Server) watchOverload() {
 			underSince = time.Time{}
 			if overSince.IsZero() {
 				overSince = now
+			}
+			if fanoutOver {
+				// The percentile covers OverFor already.
+				overSince = now.Add(-o.OverFor)
 			}
 		} else {
 			overSince = time.Time{}
