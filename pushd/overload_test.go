@@ -36,3 +36,17 @@ func TestFanoutPercentile(t *testing.T) {
 		})
 	}
 }
+
+// BenchmarkFanoutObserve is what overload detection adds to the write of
+// every event: one bucket count and a maximum, with atomics, from every
+// flush worker at once.
+func BenchmarkFanoutObserve(b *testing.B) {
+	var f fanoutTracker
+	b.RunParallel(func(pb *testing.PB) {
+		d := 3 * time.Millisecond
+		for pb.Next() {
+			f.observe(d)
+			d = (d + 7*time.Millisecond) % (90 * time.Millisecond)
+		}
+	})
+}
