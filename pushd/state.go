@@ -41,11 +41,10 @@ func (s *Server) updateState() {
 	defer s.stateMu.Unlock()
 	draining := s.isDraining()
 	next := s.wantStateLocked(draining)
-	prev := s.state
-	if next == prev && s.hm.started {
+	prev := s.state // the zero State (DOWN, no reason) is never wanted: the first call publishes
+	if next == prev {
 		return
 	}
-	s.hm.started = true
 	s.state = next
 	if next.Status == farm.StatusUp {
 		s.refusing.Store(nil)
@@ -129,7 +128,6 @@ func (s *Server) canShed() bool {
 // stateMetrics are the metrics of the node's own state, its checks and
 // overload detection.
 type stateMetrics struct {
-	started     bool // (Server.stateMu) the first state was published
 	status      *prometheus.GaugeVec
 	changes     *prometheus.CounterVec
 	checkUp     *prometheus.GaugeVec
