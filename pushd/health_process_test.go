@@ -249,3 +249,47 @@ func TestOverloadStreams(t *testing.T) {
 	}
 	waitServer(t, f, 10*time.Second, "z", farm.StatusUp, "overload:streams", all...)
 }
+
+// TestOverloadIgnoresCatchUp: a node that comes back from a pause (SIGSTOP,
+// long enough for the mesh to declare it DOWN) delivers its backlog to its
+// clients seconds late — a burst, not overload: it must not mark itself
+// full. (The testbed's hang scenario found this: its stopped node
+// stranded its 110 clients as DRAINING, overload:fanout.)
+func TestOverloadIgnoresCatchUp(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts processes")
+	}
+	f := farmtest.Start(t, farmtest.Options{
+		Nodes: []farmtest.NodeSpec{{Name: "a"}, {Name: "b"}},
+		Extra: "pushd:\n  overload: {fanout_delay: 100ms, interval: 100ms, over_for: 1s, under_for: 300ms}\n",
+	})
+	f.WaitUp(30 * time.Second)
+	c := openStream(t, nil, f.URL("a")+"/stream?topic=t", "")
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; ctx.Err() == nil; i++ {
+			f.Publish(ctx, "b", "t", fmt.Sprint(i))
+			time.Sleep(20 * time.Millisecond) // a steady feed, not a readiness wait
+		}
+	}()
+	defer func() { stop(); <-done }()
+	c.data(t, 5)
+	f.Stop("a")
+	f.WaitStatus(10*time.Second, farm.StatusDown, []string{"a"}, "b")
+	time.Sleep(1500 * time.Millisecond) // the pause itself: the backlog it leaves is the test
+	f.Cont("a")
+	f.WaitStatus(10*time.Second, farm.StatusUp, []string{"a"}, "b")
+	// For three over_for after it is back, a never says it is overloaded.
+	deadline := time.Now().Add(3 * time.Second)
+	for time.Now().Before(deadline) {
+		l, err := f.List(context.Background(), "a")
+		if err == nil {
+			if s, _ := l.Find("a"); s.Reason != "" || s.Status != farm.StatusUp {
+				t.Fatalf("a back from a pause lists itself %v %q", s.Status, s.Reason)
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

@@ -14,11 +14,15 @@ import (
 // full stays UP (with the reason): see State.
 type Overload struct {
 	// FanoutDelay is the threshold of the fan-out delay: the 90th
-	// percentile, over the last OverFor, of the time from a message's
+	// percentile, over the last OverFor/2, of the time from a message's
 	// publish (at its origin, by the origin's clock) to its write to one
-	// of this node's streams, counting live messages only (not history a
-	// resuming client catches up on). Being a percentile of the whole
-	// stretch, it is over for OverFor as soon as it is over. Default 2 s:
+	// of this node's streams, counting live messages only: not history a
+	// resuming client catches up on, nor messages the node fetched from
+	// its peers after a pause or a partition. Like the other signals it
+	// must stay over for OverFor: a burst of late deliveries leaves the
+	// percentile after OverFor/2 and moves nobody, while a node that is
+	// late again and again (starved every second, say, with quiet
+	// moments between) keeps it over. Default 2 s:
 	// twenty times the p99 of one publish to 10,000 streams on a 2-core
 	// VM (BENCHMARKS.md) and far above the skew of clocks kept by NTP, so
 	// that a node crosses it only when its clients really get their data
@@ -145,8 +149,10 @@ func (s *Server) watchOverload() {
 	var overSince, underSince time.Time
 	marked := ""
 	s.fan.take()
-	// The takes of the last OverFor, for the fan-out delay's percentile.
-	window := make([]fanoutCounts, 0, max(1, int(o.OverFor/o.Interval)))
+	// The takes of the last OverFor/2, for the fan-out delay's
+	// percentile: half, so that one burst is out of it before the
+	// signal has been over for OverFor.
+	window := make([]fanoutCounts, 0, max(1, int(o.OverFor/o.Interval/2)))
 	for {
 		select {
 		case <-s.ctx.Done():
@@ -161,8 +167,7 @@ func (s *Server) watchOverload() {
 		window = append(window, s.fan.take())
 		p90, n := percentile90(window)
 		s.hm.overloadVal.WithLabelValues("fanout").Set(p90.Seconds())
-		fanoutOver := n > 0 && p90 > o.FanoutDelay && len(window) == cap(window)
-		if fanoutOver {
+		if n > 0 && p90 > o.FanoutDelay {
 			over = "fanout"
 		}
 		if share, ok := cpu.take(now); ok {
@@ -180,10 +185,6 @@ func (s *Server) watchOverload() {
 			underSince = time.Time{}
 			if overSince.IsZero() {
 				overSince = now
-			}
-			if fanoutOver {
-				// The percentile covers OverFor already.
-				overSince = now.Add(-o.OverFor)
 			}
 		} else {
 			overSince = time.Time{}

@@ -407,9 +407,9 @@ func (st *stream) collect(sc *scratch) (out []byte, more bool) {
 		}
 		buf = appendEvent(buf, st.cur, m)
 		st.s.m.fanout.Observe(now.Sub(m.At).Seconds())
-		if m.At.After(st.start) {
-			// Live news, not history the stream catches up on: what
-			// overload detection watches.
+		if m.At.After(st.start) && !m.fetched {
+			// Live news, not history the stream or the node catches up
+			// on: what overload detection watches.
 			st.s.fan.observe(now.Sub(m.At))
 		}
 	}
