@@ -16,6 +16,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/farmlb/farmlb/farm"
 )
 
 // RunConfig says how to run a scenario.
@@ -283,6 +285,31 @@ func (r *runner) startFarm(ctx context.Context) error {
 			for _, want := range r.plan.Nodes {
 				if s, ok := l.Find(want.Name); !ok || s.Status.String() != "UP" {
 					return fmt.Errorf("%s does not list %s UP yet", n.Name, want.Name)
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("farm not whole within %v: %w", r.cfg.ReadyTimeout, err)
+		}
+	}
+	// Each dnsd too: the resolver may ask either, and one that has not
+	// yet heard every node hands out a list without them (clients then
+	// all pick the others, and the run counts a false DOWN at 0 s).
+	for _, o := range r.plan.NS {
+		server := netip.AddrPortFrom(o.Addr, dnsPort).String()
+		err := poll(ctx, 200*time.Millisecond, func() error {
+			strs, err := queryTXT(ctx, r.mon, server, Service)
+			if err != nil {
+				return err
+			}
+			l, err := farm.ParseTXT(strs)
+			if err != nil {
+				return err
+			}
+			for _, want := range r.plan.Nodes {
+				if s, ok := l.Find(want.Name); !ok || s.Status != farm.StatusUp {
+					return fmt.Errorf("%s does not list %s UP yet", o.Name, want.Name)
 				}
 			}
 			return nil
