@@ -113,6 +113,9 @@ type Node struct {
 	Priority farm.Priority `yaml:"priority"`
 	// Capacity is the most streams the node takes; 0 means no limit.
 	Capacity int `yaml:"capacity"`
+	// Health is the node's own health checks (config/health.go); nil
+	// when it has none.
+	Health *Health `yaml:"health"`
 }
 
 // Server returns the node as a farm list entry: DOWN, no users.
@@ -423,6 +426,9 @@ func (n *Node) validate(p string) error {
 	}
 	if n.Capacity < 0 || n.Capacity > farm.MaxUsers {
 		return keyErr(p+".capacity", 0, "%d out of range 0..%d", n.Capacity, farm.MaxUsers)
+	}
+	if n.Health != nil {
+		return n.Health.validate(p + ".health")
 	}
 	return nil
 }

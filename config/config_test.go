@@ -271,6 +271,8 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte(minimal + "mesh: {heartbeat: 100ms, suspect_after: 2s, probe_timeout: 1s, vouch_timeout: 600ms, vouch_lifetime: 3s, probe_fanout: 2}\n"))
 	f.Add([]byte(minimal + "mesh:\n  suspect_after: 2s\n"))
 	f.Add([]byte(minimal + "mesh:\n  heartbeat: 200ms\n"))
+	f.Add([]byte(minimal + "pushd: {overload: {fanout_delay: 300ms, cpu: 0.9, streams: 10, over_for: 2s}}\n"))
+	f.Add([]byte(minimal + "    health: {on_fail: down, checks: [{name: f, http: 'http://x/', expect: 204}, {tcp: 'x:1', rise: 1}, {command: [a, b]}]}\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		f, err := Parse(data)
 		if err != nil {
@@ -287,6 +289,15 @@ func FuzzParse(f *testing.F) {
 		if m := f.Mesh; m.Heartbeat <= 0 || m.SuspectAfter < 2*m.Heartbeat || m.VouchTimeout <= 0 ||
 			m.VouchTimeout >= m.ProbeTimeout || m.VouchLifetime < m.ProbeTimeout+m.VouchTimeout || m.ProbeFanout <= 0 {
 			t.Fatalf("accepted mesh timers peerlink refuses: %+v", m)
+		}
+		for _, n := range f.Nodes {
+			if h := n.Health; h != nil {
+				for _, c := range h.Checks {
+					if c.Name == "" || c.Interval <= 0 || c.Timeout <= 0 || c.Timeout > c.Interval || c.Rise < 1 || c.Fall < 1 {
+						t.Fatalf("accepted a check pushd cannot run: %+v", c)
+					}
+				}
+			}
 		}
 		seen := map[string]bool{}
 		for _, m := range f.Members() {

@@ -28,6 +28,8 @@ type Pushd struct {
 	ReplicaWait time.Duration `yaml:"replica_wait"`
 	// WriteTimeout drops a client that takes nothing this long (default 10s).
 	WriteTimeout time.Duration `yaml:"write_timeout"`
+	// Overload is the overload detection (config/health.go).
+	Overload Overload `yaml:"overload"`
 }
 
 // validate checks the section; path is its key ("pushd").
@@ -58,5 +60,5 @@ func (p *Pushd) validate(f *Farm, path string) error {
 			return keyErr(path+"."+d.key, 0, "%v is negative", d.v)
 		}
 	}
-	return nil
+	return p.Overload.validate(path + ".overload")
 }

@@ -26,7 +26,8 @@ func sampleList() *List {
 			{Name: "serverB", URL: "http://serverB.caplin.com", Status: StatusDown, Users: 0, Priority: 1},
 			{Name: "serverN", URL: "http://serverN.caplin.com", Status: StatusUp, Users: 2979, Priority: 0},
 			{Name: "edge1", URL: "https://198.18.0.11:8443", Addrs: []netip.Addr{netip.MustParseAddr("198.18.0.11"), netip.MustParseAddr("2001:db8::11")},
-				Status: StatusDraining, Users: 17, Priority: 25, Capacity: 19000},
+				Status: StatusDraining, Users: 17, Priority: 25, Capacity: 19000, Reason: "health:feed"},
+			{Name: "serverF", URL: "http://serverF.caplin.com", Status: StatusDown, Users: 12, Priority: 0, Reason: "health:disk"},
 		},
 	}
 }
@@ -220,7 +221,9 @@ func TestParseErrors(t *testing.T) {
 		{"priority digit", "http://a UP 1 1", 1, "priority", `"1"`},
 		{"bad scheme", "ftp://a UP 1 A", 1, "url", "scheme"},
 		{"no host", "http:// UP 1 A", 1, "url", "no host"},
-		{"unknown extra", "\n\nhttp://a UP 1 A color=red", 3, "color", "unknown field"},
+		{"bad reason", "\n\nhttp://a UP 1 A reason=a,b", 3, "reason", "not allowed"},
+		{"empty reason", "http://a UP 1 A reason=", 1, "reason", "empty"},
+		{"long reason", "http://a UP 1 A reason=" + strings.Repeat("r", 65), 1, "reason", "at most 64"},
 		{"extra without =", "http://a UP 1 A extra", 1, "extra", "key=value"},
 		{"bad addr", "http://a UP 1 A addrs=1.2.3.4,nope", 1, "addrs", `"nope"`},
 		{"duplicate name", "http://a.x UP 1 A\nhttp://a.y UP 1 A", 2, "name", "repeats line 1"},
@@ -249,6 +252,36 @@ func TestParseErrors(t *testing.T) {
 	}
 }
 
+// TestLaterFieldsSkipped: a key=value field this version does not know is
+// skipped, so that a parser of today reads the lines of a later version
+// (as this version's reason= is read by a parser that knows only the
+// patent's four fields).
+func TestLaterFieldsSkipped(t *testing.T) {
+	l, err := ParseText([]byte("http://a UP 1 A colour=red cap=5 weight=3\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Server{Name: "a", URL: "http://a", Status: StatusUp, Users: 1, Capacity: 5}
+	if !reflect.DeepEqual(l.Servers[0], want) {
+		t.Errorf("got %+v, want %+v", l.Servers[0], want)
+	}
+}
+
+// TestReasonKeepsPatentFields: a line with a reason still starts with the
+// patent's four fields, so that a parser reading only those sees the
+// server's status unchanged.
+func TestReasonKeepsPatentFields(t *testing.T) {
+	for _, s := range sampleList().Servers {
+		f := strings.Fields(FormatLine(s))
+		if f[0] != s.URL || f[1] != s.Status.String() || f[2] != strconv.Itoa(s.Users) || f[3] != s.Priority.String() {
+			t.Errorf("line %q does not start with URL STATUS USERS PRIORITY", FormatLine(s))
+		}
+		if s.Reason != "" && f[len(f)-1] != "reason="+s.Reason {
+			t.Errorf("line %q does not end with reason=%s", FormatLine(s), s.Reason)
+		}
+	}
+}
+
 func TestJSONErrors(t *testing.T) {
 	tests := []struct{ name, in, want string }{
 		{"bad status", `{"servers":[{"name":"a","url":"http://a","status":"MAYBE","users":1,"priority":"A"}]}`, `"MAYBE"`},
@@ -258,6 +291,7 @@ func TestJSONErrors(t *testing.T) {
 		{"bad addr", `{"servers":[{"name":"a","url":"http://a","addrs":["x"],"status":"UP","users":1,"priority":"A"}]}`, "x"},
 		{"duplicate", `{"servers":[{"name":"a","url":"http://a","status":"UP","users":1,"priority":"A"},{"name":"A","url":"http://b","status":"UP","users":1,"priority":"A"}]}`, "server 1: name"},
 		{"trailing junk", `{"servers":[]} {}`, "after the list"},
+		{"bad reason", `{"servers":[{"name":"a","url":"http://a","status":"DOWN","users":1,"priority":"A","reason":"no way"}]}`, "server 0: reason"},
 		{"truncated", `{"servers":[`, "json"},
 	}
 	for _, tt := range tests {

@@ -127,6 +127,15 @@ type Server struct {
 	Priority Priority `json:"priority"`
 	// Capacity is the most streams the node takes; 0 means no limit.
 	Capacity int `json:"capacity,omitempty"`
+	// Reason says why the status is what it is, when the node itself
+	// chose it: "drain" (an operator's drain), "health:NAME" (its check
+	// NAME fails), "overload:SIGNAL" (it is full: fanout, cpu or streams).
+	// Empty when there is nothing to say, which includes a node the mesh
+	// declared DOWN because nobody hears it. A DOWN server with a reason
+	// is alive (it serves the farm and takes data from its peers) but
+	// sends its clients elsewhere. A token of at most MaxReasonLen bytes
+	// (see checkToken); old parsers of the text and TXT forms skip it.
+	Reason string `json:"reason,omitempty"`
 }
 
 // Full reports whether the server has reached its capacity.
@@ -180,6 +189,7 @@ const (
 	MaxAddrs     = 4    // addresses per server
 	MaxUsers     = 1<<31 - 1
 	MaxLineBytes = 254 // a DNS TXT character-string is at most 255 bytes
+	MaxReasonLen = 64  // a Reason: "health:" and a check name of up to 48 bytes fit
 )
 
 // FieldError is a decoding or validation error that names where the input
@@ -238,6 +248,11 @@ func (s *Server) Validate() (field string, err error) {
 	}
 	if s.Capacity < 0 || s.Capacity > MaxUsers {
 		return "capacity", fmt.Errorf("%d out of range 0..%d", s.Capacity, MaxUsers)
+	}
+	if s.Reason != "" {
+		if err := checkToken(s.Reason, MaxReasonLen); err != nil {
+			return "reason", err
+		}
 	}
 	return "", nil
 }

@@ -24,6 +24,7 @@ func FuzzParseText(f *testing.F) {
 	seedFiles(f)
 	f.Add([]byte("http://serverA.caplin.com UP 2963 A"))
 	f.Add([]byte("# farm service=s generated=2026-01-01T00:00:00Z reporter=r\nhttp://a UP 1 B name=x addrs=::1 cap=3\n"))
+	f.Add([]byte("http://a DOWN 7 A reason=health:feed later=1\nhttp://b DRAINING 0 A cap=9 reason=overload:fanout\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		l, err := ParseText(data)
 		if err != nil {
@@ -36,6 +37,7 @@ func FuzzParseText(f *testing.F) {
 func FuzzParseJSON(f *testing.F) {
 	seedFiles(f)
 	f.Add([]byte(`{"servers":[{"name":"a","url":"http://a","status":"UP","users":1,"priority":"A"}]}`))
+	f.Add([]byte(`{"servers":[{"name":"a","url":"http://a","status":"DOWN","users":1,"priority":"A","reason":"health:x"}]}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		l, err := ParseJSON(data)
 		if err != nil {
@@ -47,6 +49,7 @@ func FuzzParseJSON(f *testing.F) {
 
 func FuzzParseTXT(f *testing.F) {
 	f.Add("http://serverA.caplin.com UP 2963 A", "# farm reporter=x", "http://b UP 0 Z cap=1")
+	f.Add("http://a DOWN 3 A reason=health:feed", "http://b DRAINING 1 A reason=drain", "http://c UP 0 B later=x")
 	f.Fuzz(func(t *testing.T, a, b, c string) {
 		l, err := ParseTXT([]string{a, b, c})
 		if err != nil {

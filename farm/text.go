@@ -17,7 +17,11 @@ import (
 //
 // that is URL, status, users and priority group, separated by spaces. Optional
 // key=value fields may follow: name= (when the name is not the URL's first
-// host label), addrs= (comma-separated addresses) and cap= (capacity).
+// host label), addrs= (comma-separated addresses), cap= (capacity) and
+// reason= (why the node chose its status, e.g. reason=health:feed). A
+// key=value field of another name is skipped, so that a field added later
+// does not break a parser of today: a parser that reads the four fields
+// the patent defines reads every line of this format.
 // Blank lines and lines starting with '#' are ignored, except a header line
 //
 //	# farm service=stream.example.com generated=2026-11-29T14:00:00Z reporter=serverA
@@ -54,6 +58,10 @@ func FormatLine(s Server) string {
 	if s.Capacity > 0 {
 		b.WriteString(" cap=")
 		b.WriteString(strconv.Itoa(s.Capacity))
+	}
+	if s.Reason != "" {
+		b.WriteString(" reason=")
+		b.WriteString(s.Reason)
 	}
 	return b.String()
 }
@@ -276,8 +284,17 @@ func ParseLine(ln string) (Server, error) {
 			if err != nil {
 				return fail(k, err)
 			}
+		case "reason":
+			if v == "" {
+				return fail(k, fmt.Errorf("empty"))
+			}
+			if err := checkToken(v, MaxReasonLen); err != nil {
+				return fail(k, err)
+			}
+			s.Reason = v
 		default:
-			return fail(k, fmt.Errorf("unknown field (want name=, addrs= or cap=)"))
+			// A field of a later version: skipped, as JSON skips
+			// unknown keys.
 		}
 	}
 	if s.Name == "" {

@@ -134,6 +134,9 @@ type Config struct {
 	// replyDelay holds back every probe reply this member sends (tests:
 	// a slow voucher).
 	replyDelay time.Duration
+	// protos, if set, replaces the ALPN names offered (tests: a member of
+	// an older version).
+	protos []string
 }
 
 // DefaultConfig returns the defaults; set Farm and Self before use. The

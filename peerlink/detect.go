@@ -288,7 +288,9 @@ func (m *Mesh) replyLocked(v vouch, heard bool) {
 // sendReplyLocked sends a probe reply on l, held back by Config.replyDelay
 // (tests: a slow voucher).
 func (m *Mesh) sendReplyLocked(l *link, rep *probeReplyFrame) {
-	b := appendFrame(nil, rep)
+	r := *rep
+	r.Record = l.recordFor(r.Record)
+	b := appendFrame(nil, &r)
 	d := m.cfg.replyDelay
 	if d <= 0 {
 		l.sendControl(b)

@@ -24,6 +24,12 @@ const frameVersion = 1
 // alpn names the mesh protocol and its version in the TLS handshake.
 const alpn = "farmlb-peer/1"
 
+// alpnReasons is version 1 with reasons in records (frame_status.go). A
+// member offers it first and alpn second, so two members of this version
+// agree on alpnReasons and an older member on alpn; a link's records carry
+// reasons only when alpnReasons was agreed.
+const alpnReasons = "farmlb-peer/1+reason"
+
 const frameHeaderLen = 6
 
 // MaxMessage is the largest body Send accepts.

@@ -18,19 +18,24 @@ var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
 // realFrames is one real value of every frame type, named for its golden file.
 func realFrames() map[string]frame {
 	rec := record{Incarnation: 1764400000123456789, Seq: 42, Status: farm.StatusDraining, Users: 2963, Priority: 1}
+	recReason := record{Incarnation: 1764400000123456789, Seq: 43, Status: farm.StatusDown, Users: 2963, Priority: 1, Reason: "health:feed"}
 	return map[string]frame{
-		"hello":         &helloFrame{Name: "serverA", Incarnation: 1764400000123456789},
-		"status":        &statusFrame{Record: rec},
-		"probe_request": &probeRequestFrame{ID: 7, Target: "serverC"},
-		"probe_reply":   &probeReplyFrame{ID: 7, Target: "serverC", Heard: true, Record: rec},
-		"heartbeat":     &heartbeatFrame{Incarnation: 1764400000123456789, Seq: 1000, SentNanos: 5_000_000_000, EchoNanos: 4_999_000_000, EchoDelay: 20_000_000},
-		"ping":          &pingFrame{Nonce: 99},
-		"pong":          &pongFrame{Nonce: 99},
-		"open_data":     &openDataFrame{},
-		"data":          &dataFrame{Seq: 3, Body: []byte(`{"topic":"prices","payload":"hello"}`)},
-		"data_empty":    &dataFrame{Seq: 4, Body: []byte{}},
-		"ack":           &ackFrame{Seq: 3},
-		"ack_error":     &ackFrame{Seq: 4, Err: "history full"},
+		"hello": &helloFrame{Name: "serverA", Incarnation: 1764400000123456789},
+		// status.bin is the frame of the version before reasons: it must
+		// still parse, byte for byte.
+		"status":             &statusFrame{Record: rec},
+		"status_reason":      &statusFrame{Record: recReason},
+		"probe_reply_reason": &probeReplyFrame{ID: 8, Target: "serverB", Heard: true, Record: recReason},
+		"probe_request":      &probeRequestFrame{ID: 7, Target: "serverC"},
+		"probe_reply":        &probeReplyFrame{ID: 7, Target: "serverC", Heard: true, Record: rec},
+		"heartbeat":          &heartbeatFrame{Incarnation: 1764400000123456789, Seq: 1000, SentNanos: 5_000_000_000, EchoNanos: 4_999_000_000, EchoDelay: 20_000_000},
+		"ping":               &pingFrame{Nonce: 99},
+		"pong":               &pongFrame{Nonce: 99},
+		"open_data":          &openDataFrame{},
+		"data":               &dataFrame{Seq: 3, Body: []byte(`{"topic":"prices","payload":"hello"}`)},
+		"data_empty":         &dataFrame{Seq: 4, Body: []byte{}},
+		"ack":                &ackFrame{Seq: 3},
+		"ack_error":          &ackFrame{Seq: 4, Err: "history full"},
 	}
 }
 
@@ -99,6 +104,9 @@ func TestFrameBad(t *testing.T) {
 		{"users too large", set(st, frameHeaderLen+17, 0x80), "users"},
 		{"bad bool", set(appendFrame(nil, &probeReplyFrame{Target: "x"}), frameHeaderLen+8+4+1, 2), "boolean"},
 		{"name too long", appendFrame(nil, &helloFrame{Name: strings.Repeat("a", 64)}), "at most 63"},
+		{"empty reason", append(set(st, 5, byte(len(st)-frameHeaderLen+4)), 0, 0, 0, 0), "empty reason"},
+		{"reason not a token", appendFrame(nil, &statusFrame{Record: record{Incarnation: 1, Status: farm.StatusDown, Reason: "a b"}}), "not a token"},
+		{"reason too long", appendFrame(nil, &statusFrame{Record: record{Incarnation: 1, Status: farm.StatusDown, Reason: strings.Repeat("r", 65)}}), "at most 64"},
 		{"ack error too long", appendFrame(nil, &ackFrame{Err: strings.Repeat("e", maxAckErr+1)}), "at most"},
 	}
 	for _, c := range cases {

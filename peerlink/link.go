@@ -299,6 +299,15 @@ func (l *link) sendDatagram(b []byte) {
 
 func (l *link) fail(err error) { l.cancel(err) }
 
+// recordFor is r as the peer of this link may see it: whole, or without
+// its reason for a peer that predates reasons.
+func (l *link) recordFor(r record) record {
+	if l.c.reasons() {
+		return r
+	}
+	return r.forOldPeer()
+}
+
 func (l *link) writeControl() {
 	defer l.wg.Done()
 	m := l.m
@@ -311,7 +320,7 @@ func (l *link) writeControl() {
 	defer timer.Stop()
 	sendStatus := func() error {
 		m.mu.Lock()
-		b := appendFrame(nil, &statusFrame{Record: m.self})
+		b := appendFrame(nil, &statusFrame{Record: l.recordFor(m.self)})
 		m.mu.Unlock()
 		last, pending = time.Now(), false
 		return l.write(l.ctrl, b)

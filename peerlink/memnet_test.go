@@ -161,6 +161,7 @@ func newMemConnPair(a, b *memTransport) (*memConn, *memConn) {
 }
 
 func (c *memConn) peer() string         { return c.remote.name }
+func (c *memConn) reasons() bool        { return true }
 func (c *memConn) remoteAddr() net.Addr { return memAddr(c.remote.name) }
 
 // blocked reports whether traffic from c to its peer is lost.

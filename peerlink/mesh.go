@@ -311,13 +311,23 @@ func (m *Mesh) SetUsers(n int) {
 	m.updateSelf(func(r *record) { r.Users = uint32(n) })
 }
 
-// SetStatus sets this node's status: farm.StatusUp or farm.StatusDraining
-// (DOWN is for others to conclude; setting it is ignored).
-func (m *Mesh) SetStatus(s farm.Status) {
-	if s != farm.StatusUp && s != farm.StatusDraining {
+// SetStatus sets this node's status: farm.StatusUp or farm.StatusDraining,
+// with no reason (DOWN is for others to conclude; setting it is ignored).
+func (m *Mesh) SetStatus(s farm.Status) { m.SetState(s, "") }
+
+// SetState sets this node's status and the reason for it (farm.Server's
+// Reason; "" for none). DOWN needs a reason: it is a node that lives but
+// sends its clients elsewhere (a failing health check); DOWN without one
+// is for others to conclude, and an invalid reason is dropped, as is a
+// call that breaks either rule.
+func (m *Mesh) SetState(s farm.Status, reason string) {
+	switch {
+	case s > farm.StatusDraining, s == farm.StatusDown && reason == "":
+		return
+	case reason != "" && !validReason(reason):
 		return
 	}
-	m.updateSelf(func(r *record) { r.Status = s })
+	m.updateSelf(func(r *record) { r.Status, r.Reason = s, reason })
 }
 
 // SetPriority sets this node's priority group.
@@ -371,7 +381,7 @@ func (m *Mesh) publishLocked() {
 			s.Priority = p.rec.Priority
 			continue
 		}
-		s.Status, s.Users, s.Priority = r.Status, int(r.Users), r.Priority
+		s.Status, s.Users, s.Priority, s.Reason = r.Status, int(r.Users), r.Priority, r.Reason
 	}
 	counts := map[string]float64{"up": 0, "suspect": 0, "unreachable": 0, "down": 0}
 	for _, p := range m.peers {
@@ -423,7 +433,7 @@ func (p *peer) direct() bool {
 
 func sameServers(a, b []farm.Server) bool {
 	return slices.EqualFunc(a, b, func(x, y farm.Server) bool {
-		return x.Name == y.Name && x.Status == y.Status && x.Users == y.Users && x.Priority == y.Priority &&
+		return x.Name == y.Name && x.Status == y.Status && x.Reason == y.Reason && x.Users == y.Users && x.Priority == y.Priority &&
 			x.URL == y.URL && x.Capacity == y.Capacity && slices.Equal(x.Addrs, y.Addrs)
 	})
 }

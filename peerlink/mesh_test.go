@@ -486,3 +486,71 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool)
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// TestReasonsAndOlderMembers: a member's reason reaches the members of this
+// version; a member of the version before reasons (offering only the old
+// ALPN name) gets the record it can read — no reason, and DOWN-with-a-reason
+// as DRAINING — and its link stays up.
+func TestReasonsAndOlderMembers(t *testing.T) {
+	pki := newTestPKI(t)
+	names := []string{"a", "b", "c"}
+	tf := newTestFarm(t, names, nil)
+	a := startMember(t, tf, pki, "a", nil)
+	b := startMember(t, tf, pki, "b", func(c *Config) { c.protos = []string{alpn} })
+	c := startMember(t, tf, pki, "c", nil)
+	for _, m := range []*member{a, b, c} {
+		waitTable(t, m.Mesh, 5*time.Second, "every node UP", allUp(names...))
+	}
+	steps := []struct {
+		name    string
+		set     func()
+		wantNew farm.Server // as a and c see the subject
+		wantOld farm.Server // as b sees it
+		subject string
+		seers   []*member
+	}{
+		{"down with a reason", func() { a.SetState(farm.StatusDown, "health:feed") },
+			farm.Server{Status: farm.StatusDown, Reason: "health:feed"}, farm.Server{Status: farm.StatusDraining}, "a", []*member{c}},
+		{"draining with a reason", func() { c.SetState(farm.StatusDraining, "overload:fanout") },
+			farm.Server{Status: farm.StatusDraining, Reason: "overload:fanout"}, farm.Server{Status: farm.StatusDraining}, "c", []*member{a}},
+		{"up again", func() { a.SetState(farm.StatusUp, "") },
+			farm.Server{Status: farm.StatusUp}, farm.Server{Status: farm.StatusUp}, "a", []*member{c}},
+		{"old member draining", func() { b.SetStatus(farm.StatusDraining) },
+			farm.Server{Status: farm.StatusDraining}, farm.Server{Status: farm.StatusDraining}, "b", []*member{a, c}},
+	}
+	for _, st := range steps {
+		t.Run(st.name, func(t *testing.T) {
+			st.set()
+			match := func(want farm.Server) func(*farm.List) bool {
+				return func(l *farm.List) bool {
+					s, _ := l.Find(st.subject)
+					return s.Status == want.Status && s.Reason == want.Reason
+				}
+			}
+			for _, m := range st.seers {
+				waitTable(t, m.Mesh, 3*time.Second, fmt.Sprintf("%s as %+v", st.subject, st.wantNew), match(st.wantNew))
+			}
+			if st.subject != "b" {
+				waitTable(t, b.Mesh, 3*time.Second, fmt.Sprintf("%s as an old member sees it", st.subject), match(st.wantOld))
+			}
+		})
+	}
+	t.Run("nothing refused", func(t *testing.T) {
+		for _, m := range []*member{a, b, c} {
+			if n := testutil.ToFloat64(m.met.refused); n != 0 {
+				t.Errorf("%s refused %v connections", m.name, n)
+			}
+			if err := m.Table().Validate(); err != nil {
+				t.Errorf("%s: %v", m.name, err)
+			}
+		}
+	})
+	t.Run("DOWN without a reason is ignored", func(t *testing.T) {
+		c.SetState(farm.StatusDown, "")
+		c.SetState(farm.StatusUp, "bad reason")
+		s, _ := c.Table().Find("c")
+		if s.Status != farm.StatusDraining || s.Reason != "overload:fanout" {
+			t.Errorf("c is %v %q, want its last valid state", s.Status, s.Reason)
+		}
+	})
+}

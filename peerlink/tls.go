@@ -115,9 +115,15 @@ func (v *verifier) verify(cs tls.ConnectionState, want string) (string, error) {
 // seen, logged and counted (with standard verification a failed client
 // certificate never reaches the application). onRefuse is called for each.
 func tlsConfigs(cert *tls.Certificate, v *verifier, onRefuse func(*RefusedError)) (server *tls.Config, client func(want string) *tls.Config) {
+	return tlsConfigsWith(cert, v, onRefuse, []string{alpnReasons, alpn})
+}
+
+// tlsConfigsWith is tlsConfigs offering the given ALPN names, in order of
+// preference.
+func tlsConfigsWith(cert *tls.Certificate, v *verifier, onRefuse func(*RefusedError), protos []string) (server *tls.Config, client func(want string) *tls.Config) {
 	base := &tls.Config{
 		Certificates: []tls.Certificate{*cert},
-		NextProtos:   []string{alpn},
+		NextProtos:   protos,
 		MinVersion:   tls.VersionTLS13,
 	}
 	server = base.Clone()

@@ -30,6 +30,9 @@ type transport interface {
 type conn interface {
 	// peer is the member name the peer proved (its certificate's name).
 	peer() string
+	// reasons reports whether the peer reads reasons in records (the
+	// link agreed on alpnReasons).
+	reasons() bool
 	remoteAddr() net.Addr
 	sendDatagram(b []byte) error
 	receiveDatagram(ctx context.Context) ([]byte, error)

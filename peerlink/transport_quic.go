@@ -32,6 +32,9 @@ type quicTransport struct {
 func newQUICTransport(cfg *Config, cert *tls.Certificate, v *verifier, onRefuse func(*RefusedError)) *quicTransport {
 	self, _ := cfg.Farm.Member(cfg.Self)
 	server, client := tlsConfigs(cert, v, onRefuse)
+	if cfg.protos != nil {
+		server, client = tlsConfigsWith(cert, v, onRefuse, cfg.protos)
+	}
 	return &quicTransport{
 		self:     cfg.Self,
 		bind:     self.Peer,
@@ -140,7 +143,10 @@ type quicConn struct {
 	name string
 }
 
-func (c *quicConn) peer() string                { return c.name }
+func (c *quicConn) peer() string { return c.name }
+func (c *quicConn) reasons() bool {
+	return c.c.ConnectionState().TLS.NegotiatedProtocol == alpnReasons
+}
 func (c *quicConn) remoteAddr() net.Addr        { return c.c.RemoteAddr() }
 func (c *quicConn) sendDatagram(b []byte) error { return c.c.SendDatagram(b) }
 func (c *quicConn) receiveDatagram(ctx context.Context) ([]byte, error) {

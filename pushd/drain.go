@@ -4,8 +4,6 @@ import (
 	"context"
 	"net/http"
 	"time"
-
-	"github.com/farmlb/farmlb/farm"
 )
 
 // Drain marks the node DRAINING (lists and DNS stop sending it clients),
@@ -27,17 +25,46 @@ func (s *Server) Drain() {
 	gen := s.drainGen
 	all := s.openStreamsLocked()
 	s.streamsMu.Unlock()
-	s.mesh.SetStatus(farm.StatusDraining)
+	s.updateState()
 	s.log.Info("draining", "streams", len(all), "window", s.cfg.DrainWindow)
+	s.spreadMoves(gen, all, "drain")
+}
+
+// moveStreams moves every open stream off the node as a drain does,
+// without refusing new streams itself (a health check that fails with
+// on_fail down does that through the node's state); a drain, an undrain
+// or cancelMoves cancels it.
+func (s *Server) moveStreams(why string) {
+	s.streamsMu.Lock()
+	s.drainGen++
+	gen := s.drainGen
+	all := s.openStreamsLocked()
+	s.streamsMu.Unlock()
+	s.log.Info("moving every stream", "reason", why, "streams", len(all), "window", s.cfg.DrainWindow)
+	s.spreadMoves(gen, all, why)
+}
+
+// cancelMoves stops the moves that moveStreams scheduled, unless the node
+// is draining (the drain's moves go on).
+func (s *Server) cancelMoves() {
+	s.streamsMu.Lock()
+	defer s.streamsMu.Unlock()
+	if !s.draining {
+		s.drainGen++
+	}
+}
+
+// spreadMoves shuffles the streams and moves them over DrainWindow.
+func (s *Server) spreadMoves(gen int, all []*stream, why string) {
 	s.randMu.Lock()
 	s.rand.Shuffle(len(all), func(i, j int) { all[i], all[j] = all[j], all[i] })
 	s.randMu.Unlock()
-	s.goRun(func() { s.moveAll(gen, all) })
+	s.goRun(func() { s.moveAll(gen, all, why) })
 }
 
 // moveAll sends the move events of one drain and closes each stream
 // MoveGrace after its event, unless an undrain or a newer drain cancels it.
-func (s *Server) moveAll(gen int, all []*stream) {
+func (s *Server) moveAll(gen int, all []*stream, why string) {
 	window, grace := s.cfg.DrainWindow, s.cfg.MoveGrace
 	start := time.Now()
 	moveAt := func(i int) time.Time {
@@ -67,7 +94,7 @@ func (s *Server) moveAll(gen int, all []*stream) {
 		}
 		if next < len(all) && !time.Now().Before(moveAt(next)) && (closed == next || !moveAt(next).After(moveAt(closed).Add(grace))) {
 			st := all[next]
-			ev := moveEvent("drain", s.roomElsewhere(), 0)
+			ev := moveEvent(why, s.roomElsewhere(), 0)
 			st.poke(func() { st.move = ev })
 			s.m.moves.Inc()
 			next++
@@ -87,7 +114,7 @@ func (s *Server) Undrain() {
 	s.drainGen++
 	s.streamsMu.Unlock()
 	if was {
-		s.mesh.SetStatus(farm.StatusUp)
+		s.updateState()
 		s.log.Info("undrained")
 	}
 }

@@ -105,15 +105,17 @@ func (s *Server) handleFarm(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handleHealthz(w http.ResponseWriter, r *http.Request) {
-	st := "UP"
-	if s.isDraining() {
-		st = "DRAINING"
-	}
+	cur := s.State()
+	st := cur.Status.String()
 	code := http.StatusOK
 	if s.ctx.Err() != nil {
 		st, code = "STOPPING", http.StatusServiceUnavailable
 	}
-	writeJSON(w, code, map[string]any{"node": s.self, "status": st, "streams": s.Users()})
+	body := map[string]any{"node": s.self, "status": st, "streams": s.Users()}
+	if cur.Reason != "" {
+		body["reason"] = cur.Reason
+	}
+	writeJSON(w, code, body)
 }
 
 // bearer checks the Authorization header against a token and answers 401
@@ -277,6 +279,7 @@ func (s *Server) subscribe(st *stream, names []string, cur Cursor, bad bool) {
 		}
 		cur = nil
 	}
+	st.start = time.Now()
 	if cur != nil {
 		st.resumed = true
 		for _, e := range cur {
@@ -287,7 +290,6 @@ func (s *Server) subscribe(st *stream, names []string, cur Cursor, bad bool) {
 		st.dirty = true
 		return
 	}
-	st.start = time.Now()
 	for _, t := range st.topics {
 		for _, e := range t.epochs {
 			if e.head > 0 {
@@ -411,12 +413,17 @@ func (s *Server) serveHandler(st *stream, w http.ResponseWriter, r *http.Request
 	}
 }
 
-// admit counts a new stream in, or says why not (at capacity, draining).
+// admit counts a new stream in, or says why not (at capacity, draining,
+// failing a health check, overloaded).
 func (s *Server) admit(st *stream) string {
 	s.streamsMu.Lock()
 	if s.draining {
 		s.streamsMu.Unlock()
 		return "draining: this node takes no new streams"
+	}
+	if why := s.refusing.Load(); why != nil {
+		s.streamsMu.Unlock()
+		return *why
 	}
 	if s.ctx.Err() != nil {
 		s.streamsMu.Unlock()

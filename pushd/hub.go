@@ -8,8 +8,6 @@ import (
 	"slices"
 	"sync"
 	"time"
-
-	"github.com/farmlb/farmlb/farm"
 )
 
 // hub holds every topic's history and runs the replication: it stamps the
@@ -818,7 +816,7 @@ func (h *hub) haves(from string, hs []have) {
 func (h *hub) upPeers() []string {
 	var out []string
 	for _, srv := range h.s.mesh.Table().Servers {
-		if srv.Name != h.s.self && srv.Status != farm.StatusDown {
+		if srv.Name != h.s.self && takesData(srv) {
 			out = append(out, srv.Name)
 		}
 	}
@@ -827,14 +825,14 @@ func (h *hub) upPeers() []string {
 
 func (h *hub) isUp(name string) bool {
 	srv, ok := h.s.mesh.Table().Find(name)
-	return ok && srv.Status != farm.StatusDown
+	return ok && takesData(srv)
 }
 
 // reachableLocked tells whether peer can be asked for data: a member UP
 // or DRAINING in the table, or a member heard from within the last second.
 func (h *hub) reachableLocked(peer string, now time.Time) bool {
 	srv, ok := h.s.mesh.Table().Find(peer)
-	return ok && (srv.Status != farm.StatusDown || now.Sub(h.heard[peer]) < time.Second)
+	return ok && (takesData(srv) || now.Sub(h.heard[peer]) < time.Second)
 }
 
 // start runs the table watcher and the housekeeping.
@@ -867,7 +865,7 @@ func (h *hub) tableChanged() {
 		if srv.Name == h.s.self {
 			continue
 		}
-		up := srv.Status != farm.StatusDown
+		up := takesData(srv)
 		now[srv.Name] = up
 		h.s.m.peerUp.WithLabelValues(srv.Name).Set(b2f(up))
 	}

@@ -13,12 +13,13 @@ import (
 // is live, every other entry of the list stays as given. It serves
 // development and benchmarks of a single node (pushd --standalone).
 type LocalMesh struct {
-	self  string
-	mu    sync.Mutex
-	list  atomic.Pointer[farm.List]
-	users int
-	st    farm.Status
-	subs  map[chan struct{}]struct{}
+	self   string
+	mu     sync.Mutex
+	list   atomic.Pointer[farm.List]
+	users  int
+	st     farm.Status
+	reason string
+	subs   map[chan struct{}]struct{}
 }
 
 // ErrNoMesh is what LocalMesh.Send returns: there is no one to send to.
@@ -59,10 +60,14 @@ func (m *LocalMesh) SetUsers(n int) {
 	m.updateLocked()
 }
 
-func (m *LocalMesh) SetStatus(s farm.Status) {
+// SetStatus sets the node's status with no reason.
+func (m *LocalMesh) SetStatus(s farm.Status) { m.SetState(s, "") }
+
+// SetState sets the node's status and its reason.
+func (m *LocalMesh) SetState(s farm.Status, reason string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.st = s
+	m.st, m.reason = s, reason
 	m.updateLocked()
 }
 
@@ -70,7 +75,7 @@ func (m *LocalMesh) updateLocked() {
 	l := m.list.Load().Clone()
 	for i := range l.Servers {
 		if l.Servers[i].Name == m.self {
-			l.Servers[i].Status, l.Servers[i].Users = m.st, m.users
+			l.Servers[i].Status, l.Servers[i].Users, l.Servers[i].Reason = m.st, m.users, m.reason
 		}
 	}
 	m.list.Store(l)

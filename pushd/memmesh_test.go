@@ -15,6 +15,7 @@ type memFarm struct {
 	mu     sync.Mutex
 	nodes  []string
 	status map[string]farm.Status
+	reason map[string]string
 	users  map[string]int
 	urls   map[string]string
 	prio   map[string]farm.Priority
@@ -31,7 +32,7 @@ type memFarm struct {
 var errPeerDown = errors.New("peer down")
 
 func newMemFarm(names ...string) *memFarm {
-	f := &memFarm{nodes: names, status: map[string]farm.Status{}, users: map[string]int{}, urls: map[string]string{},
+	f := &memFarm{nodes: names, status: map[string]farm.Status{}, reason: map[string]string{}, users: map[string]int{}, urls: map[string]string{},
 		prio: map[string]farm.Priority{}, cut: map[[2]string]bool{}, unreach: map[[2]string]bool{}, handle: map[string]func(string, []byte) error{},
 		subs: map[chan struct{}]bool{}, sendMu: map[[2]string]*sync.Mutex{}}
 	for _, n := range names {
@@ -83,7 +84,7 @@ func (m *memMesh) Table() *farm.List {
 	defer f.mu.Unlock()
 	l := &farm.List{Service: "stream.test", Reporter: m.self}
 	for _, n := range f.nodes {
-		l.Servers = append(l.Servers, farm.Server{Name: n, URL: f.urls[n], Status: f.status[n], Users: f.users[n], Priority: f.prio[n]})
+		l.Servers = append(l.Servers, farm.Server{Name: n, URL: f.urls[n], Status: f.status[n], Reason: f.reason[n], Users: f.users[n], Priority: f.prio[n]})
 	}
 	return l
 }
@@ -107,13 +108,18 @@ func (m *memMesh) SetUsers(n int) {
 	m.f.changed()
 }
 
-func (m *memMesh) SetStatus(s farm.Status) { m.f.setStatus(m.self, s) }
+func (m *memMesh) SetState(s farm.Status, reason string) {
+	m.f.mu.Lock()
+	m.f.reason[m.self] = reason
+	m.f.mu.Unlock()
+	m.f.setStatus(m.self, s)
+}
 
 func (m *memMesh) Send(ctx context.Context, peer string, body []byte) error {
 	f := m.f
 	f.mu.Lock()
 	h := f.handle[peer]
-	down := f.status[peer] == farm.StatusDown || f.status[m.self] == farm.StatusDown || h == nil || f.unreach[[2]string{m.self, peer}]
+	down := !takesData(farm.Server{Status: f.status[peer], Reason: f.reason[peer]}) || !takesData(farm.Server{Status: f.status[m.self], Reason: f.reason[m.self]}) || h == nil || f.unreach[[2]string{m.self, peer}]
 	cut := f.cut[[2]string{m.self, peer}]
 	k := [2]string{m.self, peer}
 	mu := f.sendMu[k]

@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/farmlb/farmlb/farm"
@@ -28,8 +29,10 @@ type Mesh interface {
 	Self() string
 	// SetUsers reports this node's open streams (coalesced by the mesh).
 	SetUsers(n int)
-	// SetStatus sets this node's status: UP or DRAINING.
-	SetStatus(s farm.Status)
+	// SetState sets this node's status and the reason for it (see
+	// farm.Server.Reason): UP or DRAINING, or DOWN with a reason (alive,
+	// sending its clients elsewhere).
+	SetState(s farm.Status, reason string)
 	// Send delivers body to peer's handler (the peer's Server.HandlePeer)
 	// reliably and in order, and returns once the peer accepted it.
 	Send(ctx context.Context, peer string, body []byte) error
@@ -95,6 +98,11 @@ type Config struct {
 	// IdempotencyTTL is how long an Idempotency-Key is remembered.
 	// Default 10 minutes (as HistoryAge).
 	IdempotencyTTL time.Duration
+	// Health is the node's own health checks (health.go). Default: none.
+	Health Health
+	// Overload is the overload detection (overload.go); each zero field
+	// takes DefaultOverload's value.
+	Overload Overload
 	// Logger receives structured logs. Default: discard.
 	Logger *slog.Logger
 	// Registerer receives the metrics. Default: a private registry.
@@ -146,6 +154,10 @@ func (c *Config) populate() error {
 	setDefault(&c.WriteTimeout, d.WriteTimeout)
 	setDefault(&c.ReplicaWait, d.ReplicaWait)
 	setDefault(&c.IdempotencyTTL, d.IdempotencyTTL)
+	if err := c.Health.populate(); err != nil {
+		return err
+	}
+	c.Overload.populate()
 	if c.MaxPayload > maxWirePayload {
 		return fmt.Errorf("pushd: MaxPayload %d is above the wire limit %d", c.MaxPayload, maxWirePayload)
 	}
@@ -203,6 +215,16 @@ type Server struct {
 	drainGen  int           // bumps on every drain/undrain, cancelling scheduled moves
 	drained   chan struct{} // closed when a drain has no stream left
 
+	// The node's own state (state.go): its health checks, overload
+	// detection, and the status and reason they and drain give.
+	stateMu  sync.Mutex
+	state    State
+	checks   []*checkRunner // (stateMu for their results)
+	overload string         // (stateMu) the signal the node is full by, or ""
+	refusing atomic.Pointer[string]
+	fan      fanoutTracker
+	hm       *stateMetrics
+
 	ctx     context.Context // ends on Shutdown
 	cancel  context.CancelFunc
 	goMu    sync.Mutex
@@ -231,6 +253,9 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s.m = m
+	if s.hm, err = newStateMetrics(cfg.Registerer); err != nil {
+		return nil, err
+	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.hub = newHub(s)
 	h := s.routes()
@@ -310,8 +335,9 @@ func (s *Server) Serve(ctx context.Context) error {
 	}
 	s.goRun(s.keepAlive)
 	s.goRun(s.runTimeline)
-	s.mesh.SetStatus(farm.StatusUp)
+	s.updateState()
 	s.mesh.SetUsers(0)
+	s.startHealth()
 	errc := make(chan error, 1)
 	go func() { errc <- s.http.Serve(s.ln) }()
 	select {

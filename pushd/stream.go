@@ -26,7 +26,7 @@ type stream struct {
 	resets  []string
 	resumed bool      // the client gave a cursor
 	named   bool      // ?event=topic: each event named by its topic, raw data
-	start   time.Time // when a new (not resumed) client came
+	start   time.Time // when the client came
 
 	mu        sync.Mutex
 	running   bool // a flusher goroutine is on it
@@ -418,6 +418,11 @@ func (st *stream) collect(sc *scratch) (out []byte, more bool) {
 		}
 		buf = appendEvent(buf, st.cur, m, st.named)
 		st.s.m.fanout.Observe(now.Sub(m.At).Seconds())
+		if m.At.After(st.start) && !m.fetched {
+			// Live news, not history the stream or the node catches up
+			// on: what overload detection watches.
+			st.s.fan.observe(now.Sub(m.At))
+		}
 	}
 }
 

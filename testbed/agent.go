@@ -66,6 +66,15 @@ type AgentClient struct {
 	// GapsMS are what the user felt of each new stream: from the last
 	// event delivered by the old stream to the first from the new one.
 	GapsMS []int64 `json:"gaps_ms"`
+	// Visits are the nodes the client streamed from, each with the time
+	// (Unix ms) of its first event from that node: where new clients went.
+	Visits []AgentVisit `json:"visits"`
+}
+
+// AgentVisit is a client's first event from a node.
+type AgentVisit struct {
+	AtMS int64  `json:"at_ms"`
+	Node string `json:"node"`
 }
 
 // AgentFailover is one failover as clientlib recorded it.
@@ -188,6 +197,7 @@ type client struct {
 	node   string
 	fos    []clientlib.Failover
 	gaps   []int64
+	visits []AgentVisit
 }
 
 // consume reads events until ctx ends, then closes the client and keeps
@@ -220,6 +230,9 @@ func (c *client) consume(ctx context.Context) {
 			c.gaps = append(c.gaps, now.Sub(lastAt).Milliseconds())
 			nfo = len(c.cl.Failovers())
 		}
+		if ev.Node != lastNode {
+			c.visits = append(c.visits, AgentVisit{AtMS: now.UnixMilli(), Node: ev.Node})
+		}
 		lastNode, lastAt = ev.Node, now
 		if ev.Reset {
 			c.resets++
@@ -233,7 +246,7 @@ func (c *client) consume(ctx context.Context) {
 }
 
 func (c *client) record() AgentClient {
-	r := AgentClient{Kind: "client", Client: c.id, Resets: c.resets, Node: c.node, Seqs: [][2]int{}, Failovers: []AgentFailover{}, GapsMS: c.gaps}
+	r := AgentClient{Kind: "client", Client: c.id, Resets: c.resets, Node: c.node, Seqs: [][2]int{}, Failovers: []AgentFailover{}, GapsMS: c.gaps, Visits: c.visits}
 	if !c.first.IsZero() {
 		r.FirstConnectMS = c.first.UnixMilli()
 	}

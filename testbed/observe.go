@@ -293,6 +293,11 @@ func (p *publisher) run(ctx context.Context) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	at := p.rnd.IntN(len(nodes))
+	for i, n := range nodes {
+		if n.Name == p.r.s.Publish.Via {
+			at = i
+		}
+	}
 	for seq := 1; ; seq++ {
 		p.next.Store(int64(seq))
 		for ctx.Err() == nil {

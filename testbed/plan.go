@@ -89,6 +89,22 @@ func writeFarm(dir string, s *Scenario, p Plan) (string, error) {
 		if spec.Capacity > 0 {
 			fmt.Fprintf(&b, "    capacity: %d\n", spec.Capacity)
 		}
+		if h := spec.Health; h != nil {
+			fmt.Fprintf(&b, "    health:\n")
+			if h.OnFail != "" {
+				fmt.Fprintf(&b, "      on_fail: %s\n", h.OnFail)
+			}
+			fmt.Fprintf(&b, "      checks:\n        - name: feed\n          command: [test, '!', -e, %q]\n", healthFile(dir, n.Name))
+			for _, kv := range []struct {
+				k   string
+				v   any
+				set bool
+			}{{"interval", h.Interval, h.Interval > 0}, {"timeout", h.Timeout, h.Timeout > 0}, {"rise", h.Rise, h.Rise > 0}, {"fall", h.Fall, h.Fall > 0}} {
+				if kv.set {
+					fmt.Fprintf(&b, "          %s: %v\n", kv.k, kv.v)
+				}
+			}
+		}
 	}
 	if len(p.NS) > 0 {
 		b.WriteString("observers:\n")
@@ -97,8 +113,17 @@ func writeFarm(dir string, s *Scenario, p Plan) (string, error) {
 		}
 	}
 	b.WriteString(s.FarmExtra)
+	if err := os.MkdirAll(filepath.Join(dir, "health"), 0o755); err != nil {
+		return "", err
+	}
 	path := filepath.Join(dir, "farm.yaml")
 	return path, os.WriteFile(path, []byte(b.String()), 0o644)
+}
+
+// healthFile is the file whose presence fails a node's lab health check
+// (its command is `test ! -e FILE`): the check-fail fault creates it.
+func healthFile(farmDir, node string) string {
+	return filepath.Join(farmDir, "health", node+".fail")
 }
 
 // writeUnbound writes the resolver host's unbound.conf: it listens on the

@@ -84,7 +84,11 @@ type Report struct {
 
 	Faults []faultRecord `json:"faults"`
 	Notes  []string      `json:"notes"`
+	// Windows are the stretches a node was made to fail its health check,
+	// or starved or squeezed (window.go).
+	Windows []WindowReport `json:"windows"`
 
+	visits       []AgentVisit
 	reconnects   []int64
 	failoverTook []int64
 }
@@ -203,6 +207,7 @@ func (r *runner) report(balance map[string]int) (*Report, error) {
 			rep.MaxOverMean = math.Round(float64(most)/(float64(sum)/float64(len(balance)))*1000) / 1000
 		}
 	}
+	rep.Windows = windows(rc, rep.visits)
 	rep.check(r.s.Expect)
 	return rep, nil
 }
@@ -293,7 +298,9 @@ func falseDowns(rc *recorder, p Plan) (int, []string) {
 			continue
 		}
 		for _, sv := range s.list.Servers {
-			if sv.Status == farm.StatusDown && !excused(sv.Name, s.at) {
+			// DOWN with a reason is the node's own choice (a failing
+			// health check), not the mesh's conclusion.
+			if sv.Status == farm.StatusDown && sv.Reason == "" && !excused(sv.Name, s.at) {
 				n++
 				if len(notes) < 5 {
 					notes = append(notes, fmt.Sprintf("false DOWN: %s listed %s DOWN at %.1f s", s.reporter, sv.Name, s.at.Sub(rc.start).Seconds()))
@@ -331,6 +338,7 @@ func (rep *Report) addClients(path string, acked map[int]time.Time) error {
 				return err
 			}
 			rep.Clients++
+			rep.visits = append(rep.visits, c.Visits...)
 			rep.reconnects = append(rep.reconnects, c.GapsMS...)
 			for _, f := range c.Failovers {
 				rep.failoverTook = append(rep.failoverTook, f.TookMS)
@@ -440,6 +448,7 @@ func (rep *Report) check(e Expect) {
 	if e.MaxOverMean != nil && rep.MaxOverMean > *e.MaxOverMean {
 		fail("max_over_mean %.3f > %.3f", rep.MaxOverMean, *e.MaxOverMean)
 	}
+	rep.checkWindows(e, fail)
 	if rep.Published == 0 {
 		fail("nothing was published (every publish failed)")
 	}
@@ -461,9 +470,13 @@ func (rep *Report) Summary() string {
 	if !rep.Pass {
 		verdict = "FAIL (" + strings.Join(rep.Failures, "; ") + ")"
 	}
-	return fmt.Sprintf("%-16s %s  detect_ms_max=%d dns_removed_ms=%d reconnect_ms p50/p99/max=%d/%d/%d lost=%d duplicated=%d max_over_mean=%.2f false_down=%d stranded=%d clients=%d published=%d",
+	line := fmt.Sprintf("%-16s %s  detect_ms_max=%d dns_removed_ms=%d reconnect_ms p50/p99/max=%d/%d/%d lost=%d duplicated=%d max_over_mean=%.2f false_down=%d stranded=%d clients=%d published=%d",
 		rep.Scenario, verdict, rep.DetectMSMax, rep.DNSRemovedMS, rep.ReconnectMSP50, rep.ReconnectMSP99, rep.ReconnectMSMax,
 		rep.Lost, rep.Duplicated, rep.MaxOverMean, rep.FalseDown, rep.Stranded, rep.Clients, rep.Published)
+	for _, w := range rep.Windows {
+		line += fmt.Sprintf(" %s(%s):share=%.2f,kept=%.2f", w.Fault, w.Target, w.Share, w.Kept)
+	}
+	return line
 }
 
 // usersSeries is each node's own report of its users over time, in seconds
@@ -549,6 +562,14 @@ func writeReport(dir string, s *Scenario, rep *Report, rc *recorder) error {
 	row("false_down", rep.FalseDown)
 	row("resolve_failures", fmt.Sprintf("%d of %d", rep.ResolveFailures, rep.ResolveQueries))
 	row("duration_ms", rep.DurationMS)
+	if len(rep.Windows) > 0 {
+		b.WriteString("\n## Windows\n\nFrom the first list that showed the target not UP to the step that ended the fault: the target's share of the clients that started streaming from a node, and the users it kept.\n\n")
+		b.WriteString("| fault | target | from / shown / to (s) | reasons | joined target / all | share | users start → end | kept |\n| --- | --- | --- | --- | --- | --- | --- | --- |\n")
+		for _, w := range rep.Windows {
+			fmt.Fprintf(&b, "| %s | %s | %.1f / %s / %.1f | %s | %d / %d | %.3f | %d → %d | %.3f |\n", w.Fault, w.Target,
+				float64(w.FromMS)/1000, secOrNA(w.ShownMS), float64(w.ToMS)/1000, strings.Join(w.Reasons, " "), w.Joined, w.JoinedAll, w.Share, w.UsersStart, w.UsersEnd, w.Kept)
+		}
+	}
 	b.WriteString("\n## Faults\n\n")
 	for _, f := range rep.Faults {
 		fmt.Fprintf(&b, "- %.1f s: %s %s %s %s\n", float64(f.AtMS)/1000, f.Fault, f.Target, f.Peer, f.Err)
@@ -571,6 +592,13 @@ func msOrNA(ms int64) string {
 		return "n/a"
 	}
 	return strconv.FormatInt(ms, 10)
+}
+
+func secOrNA(ms int64) string {
+	if ms < 0 {
+		return "n/a"
+	}
+	return fmt.Sprintf("%.1f", float64(ms)/1000)
 }
 
 func fmtUsers(u map[string]int) string {

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/farmlb/farmlb/farm"
 )
 
 func TestLostAndDuplicatedFromClientRecords(t *testing.T) {
@@ -116,5 +118,46 @@ func TestCheckBounds(t *testing.T) {
 				t.Errorf("pass %v, failures %q; want %q", rep.Pass, got, tc.want)
 			}
 		})
+	}
+}
+
+// TestWindows: a check-fail … check-ok window counts the clients that
+// joined each node from the first list that shows the target not UP, and
+// the users the target kept.
+func TestWindows(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	at := func(s float64) time.Time { return t0.Add(time.Duration(s * float64(time.Second))) }
+	list := func(a farm.Status, reason string, users int) *farm.List {
+		return &farm.List{Servers: []farm.Server{{Name: "a", URL: "http://a", Status: a, Reason: reason, Users: users}, {Name: "b", URL: "http://b", Status: farm.StatusUp}}}
+	}
+	rc := &recorder{start: t0, end: at(30)}
+	rc.faults = []timedStep{{at(10), Step{Fault: "check-fail", Target: "a"}}, {at(20), Step{Fault: "check-ok", Target: "a"}}}
+	rc.lists = []listSample{
+		{at(9), "a", list(farm.StatusUp, "", 40)},
+		{at(10.5), "b", list(farm.StatusUp, "", 40)},
+		{at(11), "b", list(farm.StatusDraining, "health:feed", 40)},
+		{at(12), "a", list(farm.StatusDraining, "health:feed", 38)},
+		{at(19), "a", list(farm.StatusDraining, "health:feed", 38)},
+		{at(21), "a", list(farm.StatusUp, "", 45)},
+	}
+	visits := []AgentVisit{
+		{at(10.7).UnixMilli(), "a"}, // before a was shown not UP: not counted
+		{at(12).UnixMilli(), "b"}, {at(13).UnixMilli(), "b"}, {at(14).UnixMilli(), "a"}, {at(15).UnixMilli(), "b"},
+		{at(22).UnixMilli(), "a"}, // after the window
+	}
+	ws := windows(rc, visits)
+	if len(ws) != 1 {
+		t.Fatalf("%d windows", len(ws))
+	}
+	w := ws[0]
+	if w.ShownMS != 11000 || w.FromMS != 10000 || w.ToMS != 20000 || w.Joined != 1 || w.JoinedAll != 4 || w.Share != 0.25 ||
+		w.UsersStart != 40 || w.UsersEnd != 38 || w.Kept != 0.95 || strings.Join(w.Reasons, ",") != "health:feed" {
+		t.Errorf("%+v", w)
+	}
+	rep := &Report{Windows: ws, Published: 1, Clients: 1}
+	share, keptMax := 0.2, map[string]float64{"a": 0.5}
+	rep.check(Expect{WindowShareMax: &share, WindowKeptMax: keptMax, WindowKeptMin: map[string]float64{"a": 0.9}})
+	if len(rep.Failures) != 2 || !strings.Contains(rep.Failures[0], "took 1 of 4") || !strings.Contains(rep.Failures[1], "kept 38 of 40 users (0.950 > 0.500)") {
+		t.Errorf("failures %q", rep.Failures)
 	}
 }

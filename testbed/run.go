@@ -16,6 +16,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/farmlb/farmlb/farm"
 )
 
 // RunConfig says how to run a scenario.
@@ -69,6 +71,7 @@ type runner struct {
 	pub     *publisher
 	agents  []*agentProc
 	faults  []faultRecord
+	starved map[string]*starver // by node, while starve holds it
 }
 
 // agentProc is one client process: a `testbed agent` (fed arrivals on
@@ -290,6 +293,31 @@ func (r *runner) startFarm(ctx context.Context) error {
 			return fmt.Errorf("farm not whole within %v: %w", r.cfg.ReadyTimeout, err)
 		}
 	}
+	// Each dnsd too: the resolver may ask either, and one that has not
+	// yet heard every node hands out a list without them (clients then
+	// all pick the others, and the run counts a false DOWN at 0 s).
+	for _, o := range r.plan.NS {
+		server := netip.AddrPortFrom(o.Addr, dnsPort).String()
+		err := poll(ctx, 200*time.Millisecond, func() error {
+			strs, err := queryTXT(ctx, r.mon, server, Service)
+			if err != nil {
+				return err
+			}
+			l, err := farm.ParseTXT(strs)
+			if err != nil {
+				return err
+			}
+			for _, want := range r.plan.Nodes {
+				if s, ok := l.Find(want.Name); !ok || s.Status != farm.StatusUp {
+					return fmt.Errorf("%s does not list %s UP yet", o.Name, want.Name)
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("farm not whole within %v: %w", r.cfg.ReadyTimeout, err)
+		}
+	}
 	if r.s.DNS {
 		resolver := netip.AddrPortFrom(r.plan.Resolver.Addr, dnsPort).String()
 		err := poll(ctx, 300*time.Millisecond, func() error {
@@ -361,6 +389,10 @@ func (r *runner) play(ctx context.Context) (*Report, error) {
 		r.pub.run(pubCtx)
 	}()
 	stopAll := func() {
+		for name, sv := range r.starved {
+			sv.stop()
+			delete(r.starved, name)
+		}
 		stopPub()
 		for _, a := range r.agents {
 			if a.stdin != nil {
@@ -577,6 +609,28 @@ func (r *runner) fault(st Step) error {
 		return h.Squeeze(st.Rate, 16<<10, 256<<10)
 	case "unsqueeze":
 		return h.Unsqueeze()
+	case "check-fail":
+		return os.WriteFile(healthFile(r.farmDir, st.Target), []byte("made to fail by the testbed\n"), 0o644)
+	case "check-ok":
+		if err := os.Remove(healthFile(r.farmDir, st.Target)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+		return nil
+	case "starve":
+		if r.starved == nil {
+			r.starved = map[string]*starver{}
+		}
+		if r.starved[st.Target] != nil {
+			return nil
+		}
+		r.starved[st.Target] = startStarving(d.proc, 700*time.Millisecond, 150*time.Millisecond)
+		return nil
+	case "unstarve":
+		if sv := r.starved[st.Target]; sv != nil {
+			sv.stop()
+			delete(r.starved, st.Target)
+		}
+		return nil
 	case "drain", "undrain":
 		req, err := http.NewRequest(http.MethodPost, NodeURL(HostConfig{Addr: h.Addr})+"/admin/"+st.Fault, nil)
 		if err != nil {
@@ -617,4 +671,50 @@ func (r *runner) saveMetrics() {
 		resp.Body.Close()
 		_ = os.WriteFile(filepath.Join(r.cfg.OutDir, "metrics", n.Name+".txt"), body, 0o644)
 	}
+}
+
+// starver keeps a process short of CPU: stopped (SIGSTOP) for off, then
+// running (SIGCONT) for on, in turn, until stop. It is how the lab starves
+// a node without cgroups: the node runs on/(on+off) of the time, in slices
+// short enough for the mesh (with a scenario's longer mesh timers) to keep
+// it UP.
+type starver struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+func startStarving(p *Proc, off, on time.Duration) *starver {
+	ctx, cancel := context.WithCancel(context.Background())
+	sv := &starver{cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(sv.done)
+		defer p.Signal(syscall.SIGCONT)
+		t := time.NewTimer(0)
+		defer t.Stop()
+		stopped := false
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-p.Done():
+				return
+			case <-t.C:
+			}
+			if stopped {
+				_ = p.Signal(syscall.SIGCONT)
+				t.Reset(on)
+			} else {
+				_ = p.Signal(syscall.SIGSTOP)
+				t.Reset(off)
+			}
+			stopped = !stopped
+		}
+	}()
+	return sv
+}
+
+// stop ends the starving and leaves the process running.
+func (sv *starver) stop() {
+	sv.cancel()
+	<-sv.done
 }

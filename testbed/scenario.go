@@ -49,6 +49,20 @@ type NodeSpec struct {
 	Name     string
 	Priority farm.Priority
 	Capacity int
+	// Health, when set, gives the node one health check, a command that
+	// fails while the lab's fault file for the node exists (faults
+	// check-fail and check-ok).
+	Health *HealthSpec
+}
+
+// HealthSpec is a node's health check in the lab: what the node becomes
+// when it fails, and the check's timing (zero: pushd's defaults).
+type HealthSpec struct {
+	OnFail   string // draining (default) or down
+	Interval time.Duration
+	Timeout  time.Duration
+	Rise     int
+	Fall     int
 }
 
 // ClientSpec describes the clients.
@@ -77,6 +91,9 @@ type PublishSpec struct {
 	Topic string
 	// Rate is messages per second.
 	Rate float64
+	// Via is the node the publisher publishes on while it answers (the
+	// feed's way into the farm); default: one chosen at random.
+	Via string
 }
 
 // Step is one moment of the timeline: an arrival of clients or a fault.
@@ -96,6 +113,16 @@ type Step struct {
 }
 
 // Expect are a scenario's limits; nil means not checked.
+//
+// The window limits are about the stretches of time a node is made to fail
+// its health check (check-fail … check-ok) or is starved or squeezed
+// (starve … unstarve, squeeze … unsqueeze), counted from the moment a node
+// first lists the target as not UP (or UP with a reason) to the step that
+// ends the stretch: WindowShareMax bounds the target's share of the
+// clients that started streaming from a node meanwhile; WindowKeptMin and
+// WindowKeptMax bound, per target, the users it had at the end of the
+// stretch over those it had at its start (1: it kept them all; 0: they all
+// moved).
 type Expect struct {
 	Lost            *int
 	Duplicated      *int
@@ -106,25 +133,32 @@ type Expect struct {
 	FalseDown       *int
 	ResolveFailures *int
 	MaxOverMean     *float64
+	WindowShareMax  *float64
+	WindowKeptMin   map[string]float64
+	WindowKeptMax   map[string]float64
 }
 
 // Faults are the fault names a step may use, with what each does.
 var Faults = map[string]string{
-	"kill":      "SIGKILL the target's daemon",
-	"stop":      "SIGSTOP the target's daemon (a hang)",
-	"cont":      "SIGCONT the target's daemon",
-	"restart":   "start the target's daemon again (SIGTERM first if it runs, which drains it)",
-	"term":      "SIGTERM the target's daemon (drain, then exit)",
-	"link-down": "set the target host's link down",
-	"link-up":   "set the target host's link up",
-	"cut":       "drop traffic between target and peer (a blackhole route on each side; one_way: only target → peer)",
-	"heal":      "undo cut",
-	"squeeze":   "limit what the target host sends to rate bytes/s (tbf)",
-	"unsqueeze": "undo squeeze",
-	"drain":     "POST /admin/drain on the target node",
-	"undrain":   "POST /admin/undrain on the target node",
-	"dns-down":  "take a dnsd host (ns1 or ns2) off the network",
-	"dns-up":    "bring a dnsd host back",
+	"kill":       "SIGKILL the target's daemon",
+	"stop":       "SIGSTOP the target's daemon (a hang)",
+	"cont":       "SIGCONT the target's daemon",
+	"restart":    "start the target's daemon again (SIGTERM first if it runs, which drains it)",
+	"term":       "SIGTERM the target's daemon (drain, then exit)",
+	"link-down":  "set the target host's link down",
+	"link-up":    "set the target host's link up",
+	"cut":        "drop traffic between target and peer (a blackhole route on each side; one_way: only target → peer)",
+	"heal":       "undo cut",
+	"squeeze":    "limit what the target host sends to rate bytes/s (tbf)",
+	"unsqueeze":  "undo squeeze",
+	"drain":      "POST /admin/drain on the target node",
+	"undrain":    "POST /admin/undrain on the target node",
+	"dns-down":   "take a dnsd host (ns1 or ns2) off the network",
+	"dns-up":     "bring a dnsd host back",
+	"check-fail": "make the target node's health check fail (the node needs health:)",
+	"check-ok":   "make the target node's health check pass again",
+	"starve":     "starve the target's pushd of CPU: SIGSTOP and SIGCONT in turn, running 150 ms of every 850 ms",
+	"unstarve":   "undo starve",
 }
 
 // faultNames lists Faults in order, for error messages.
@@ -153,16 +187,26 @@ type rawScenario struct {
 }
 
 // rawFarm holds the farm file sections a scenario may set; their contents
-// belong to pushd and dnsd, so they are passed on as they are.
+// belong to pushd, dnsd and the mesh, so they are passed on as they are.
 type rawFarm struct {
 	Pushd yaml.Node `yaml:"pushd"`
 	DNS   yaml.Node `yaml:"dns"`
+	Mesh  yaml.Node `yaml:"mesh"`
 }
 
 type rawNode struct {
-	Name     string `yaml:"name"`
-	Priority string `yaml:"priority"`
-	Capacity int    `yaml:"capacity"`
+	Name     string     `yaml:"name"`
+	Priority string     `yaml:"priority"`
+	Capacity int        `yaml:"capacity"`
+	Health   *rawHealth `yaml:"health"`
+}
+
+type rawHealth struct {
+	OnFail   string `yaml:"on_fail"`
+	Interval string `yaml:"interval"`
+	Timeout  string `yaml:"timeout"`
+	Rise     int    `yaml:"rise"`
+	Fall     int    `yaml:"fall"`
 }
 
 type rawClients struct {
@@ -175,6 +219,7 @@ type rawClients struct {
 type rawPublish struct {
 	Topic string  `yaml:"topic"`
 	Rate  float64 `yaml:"rate"`
+	Via   string  `yaml:"via"`
 }
 
 type rawStep struct {
@@ -189,15 +234,18 @@ type rawStep struct {
 }
 
 type rawExpect struct {
-	Lost            *int     `yaml:"lost"`
-	Duplicated      *int     `yaml:"duplicated"`
-	DetectMSMax     *int     `yaml:"detect_ms_max"`
-	DNSRemovedMSMax *int     `yaml:"dns_removed_ms"`
-	ReconnectMSP99  *int     `yaml:"reconnect_ms_p99"`
-	ReconnectMSMax  *int     `yaml:"reconnect_ms_max"`
-	FalseDown       *int     `yaml:"false_down"`
-	ResolveFailures *int     `yaml:"resolve_failures"`
-	MaxOverMean     *float64 `yaml:"max_over_mean"`
+	Lost            *int               `yaml:"lost"`
+	Duplicated      *int               `yaml:"duplicated"`
+	DetectMSMax     *int               `yaml:"detect_ms_max"`
+	DNSRemovedMSMax *int               `yaml:"dns_removed_ms"`
+	ReconnectMSP99  *int               `yaml:"reconnect_ms_p99"`
+	ReconnectMSMax  *int               `yaml:"reconnect_ms_max"`
+	FalseDown       *int               `yaml:"false_down"`
+	ResolveFailures *int               `yaml:"resolve_failures"`
+	MaxOverMean     *float64           `yaml:"max_over_mean"`
+	WindowShareMax  *float64           `yaml:"window_share_max"`
+	WindowKeptMin   map[string]float64 `yaml:"window_kept_min"`
+	WindowKeptMax   map[string]float64 `yaml:"window_kept_max"`
 }
 
 // LoadScenario reads and parses a scenario file.
@@ -277,7 +325,26 @@ func ParseScenario(data []byte) (*Scenario, error) {
 		if n.Capacity < 0 {
 			bad(key+".capacity", "%d is negative", n.Capacity)
 		}
-		s.Nodes = append(s.Nodes, NodeSpec{Name: n.Name, Priority: p, Capacity: n.Capacity})
+		spec := NodeSpec{Name: n.Name, Priority: p, Capacity: n.Capacity}
+		if h := n.Health; h != nil {
+			spec.Health = &HealthSpec{OnFail: h.OnFail, Rise: h.Rise, Fall: h.Fall,
+				Interval: dur(key+".health.interval", h.Interval, ""), Timeout: dur(key+".health.timeout", h.Timeout, "")}
+			if h.OnFail != "" && h.OnFail != "draining" && h.OnFail != "down" {
+				bad(key+".health.on_fail", "%q is not draining or down", h.OnFail)
+			}
+			if h.Rise < 0 || h.Fall < 0 {
+				bad(key+".health", "rise and fall are counts above zero")
+			}
+		}
+		s.Nodes = append(s.Nodes, spec)
+	}
+	hasHealth := func(name string) bool {
+		for _, n := range s.Nodes {
+			if n.Name == name {
+				return n.Health != nil
+			}
+		}
+		return false
 	}
 	s.Clients = ClientSpec{Kind: raw.Clients.Kind, Hosts: raw.Clients.Hosts, Discovery: raw.Clients.Discovery}
 	switch s.Clients.Kind {
@@ -311,7 +378,10 @@ func ParseScenario(data []byte) (*Scenario, error) {
 	if s.Clients.IdleTimeout > 0 && s.Clients.Kind == "swarm" {
 		bad("clients.idle_timeout", "farmctl swarm has no idle timeout setting; use kind: agent")
 	}
-	s.Publish = PublishSpec{Topic: raw.Publish.Topic, Rate: raw.Publish.Rate}
+	s.Publish = PublishSpec{Topic: raw.Publish.Topic, Rate: raw.Publish.Rate, Via: raw.Publish.Via}
+	if v := s.Publish.Via; v != "" && (!names[v] || v == "ns1" || v == "ns2") {
+		bad("publish.via", "%q is not a node of this scenario", v)
+	}
 	if s.Publish.Topic == "" {
 		s.Publish.Topic = "seq"
 	}
@@ -366,9 +436,13 @@ func ParseScenario(data []byte) (*Scenario, error) {
 				if !isDNS {
 					bad(key+".target", "%s needs ns1 or ns2, not %q", st.Fault, st.Target)
 				}
-			case "drain", "undrain":
+			case "drain", "undrain", "starve", "unstarve":
 				if isDNS {
 					bad(key+".target", "%s needs a pushd node, not %q", st.Fault, st.Target)
+				}
+			case "check-fail", "check-ok":
+				if !hasHealth(st.Target) {
+					bad(key+".target", "%s needs a node with health:, not %q", st.Fault, st.Target)
 				}
 			case "cut", "heal":
 				if !names[st.Peer] || st.Peer == st.Target {
@@ -383,10 +457,17 @@ func ParseScenario(data []byte) (*Scenario, error) {
 		s.Timeline = append(s.Timeline, step)
 	}
 	s.Expect = Expect(raw.Expect)
+	for _, m := range []map[string]float64{s.Expect.WindowKeptMin, s.Expect.WindowKeptMax} {
+		for n := range m {
+			if !names[n] || n == "ns1" || n == "ns2" {
+				bad("expect", "window_kept_*: %q is not a node of this scenario", n)
+			}
+		}
+	}
 	for _, sec := range []struct {
 		key  string
 		node *yaml.Node
-	}{{"pushd", &raw.Farm.Pushd}, {"dns", &raw.Farm.DNS}} {
+	}{{"pushd", &raw.Farm.Pushd}, {"dns", &raw.Farm.DNS}, {"mesh", &raw.Farm.Mesh}} {
 		if sec.node.Kind == 0 {
 			continue
 		}

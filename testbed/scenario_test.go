@@ -15,7 +15,7 @@ func TestShippedScenariosParse(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"dns-failover", "failover", "flash-crowd", "hang", "partition", "rejoin", "rolling-restart"}
+	want := []string{"dns-failover", "failover", "flash-crowd", "hang", "health", "overload", "partition", "rejoin", "rolling-restart"}
 	if len(files) != len(want) {
 		t.Fatalf("scenario files %v, want %v", files, want)
 	}
@@ -80,7 +80,9 @@ func TestParseScenarioErrorsNameTheKey(t *testing.T) {
 		{"node named ns1", strings.Replace(minimal, "serverA", "ns1", 1), `nodes[0].name: "ns1" is not a node name`},
 		{"bad duration", strings.Replace(minimal, "duration: 10s", "duration: ten", 1), `duration: "ten" is not a duration`},
 		{"bad over", strings.Replace(minimal, "over: 1s", "over: soon", 1), `timeline[0].over: "soon" is not a duration`},
-		{"bad fault", minimal + "  - {at: 2s, fault: explode, target: serverA}\n", `timeline[1].fault: "explode" is not one of cont, cut, `},
+		{"bad fault", minimal + "  - {at: 2s, fault: explode, target: serverA}\n", `timeline[1].fault: "explode" is not one of check-fail, check-ok, cont, cut, `},
+		{"check on a node without health", minimal + "  - {at: 2s, fault: check-fail, target: serverA}\n", `timeline[1].target: check-fail needs a node with health:, not "serverA"`},
+		{"starve a dnsd", minimal + "  - {at: 2s, fault: starve, target: ns1}\n", `starve needs a pushd node`},
 		{"unknown target", minimal + "  - {at: 2s, fault: kill, target: serverZ}\n", `timeline[1].target: "serverZ" is not a node of this scenario`},
 		{"cut without peer", minimal + "  - {at: 2s, fault: cut, target: serverA}\n", `timeline[1].peer: "" is not another node`},
 		{"squeeze without rate", minimal + "  - {at: 2s, fault: squeeze, target: serverA}\n", "timeline[1].rate: squeeze needs a rate"},
@@ -142,4 +144,35 @@ func FuzzParseScenario(f *testing.F) {
 			t.Fatalf("accepted an unusable scenario: %+v", s)
 		}
 	})
+}
+
+// TestHealthReachesTheFarmFile: a node's health: becomes a command check on
+// the lab's fault file, and the mesh: section passes through.
+func TestHealthReachesTheFarmFile(t *testing.T) {
+	y := strings.Replace(minimal, "nodes: [{name: serverA}]", "nodes: [{name: serverA, health: {on_fail: down, interval: 500ms, fall: 2}}, {name: serverB}]", 1) +
+		"  - {at: 1s, fault: check-fail, target: serverA}\n  - {at: 2s, fault: check-ok, target: serverA}\nexpect: {window_share_max: 0.1, window_kept_max: {serverA: 0.1}}\nfarm:\n  mesh: {suspect_after: 2s}\n"
+	s, err := ParseScenario([]byte(y))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	path, err := writeFarm(dir, s, PlanFor(s))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := f.Nodes[0].Health
+	if h == nil || h.OnFail != "down" || len(h.Checks) != 1 || h.Checks[0].Interval != 500*time.Millisecond || h.Checks[0].Fall != 2 ||
+		strings.Join(h.Checks[0].Command, " ") != "test ! -e "+healthFile(dir, "serverA") {
+		t.Errorf("health %+v", h)
+	}
+	if f.Nodes[1].Health != nil || f.Mesh.SuspectAfter != 2*time.Second {
+		t.Errorf("serverB's health %+v, mesh %+v", f.Nodes[1].Health, f.Mesh)
+	}
+	if _, err := ParseScenario([]byte(y + "  dns: {}\nexpect: {window_kept_min: {nobody: 1}}\n")); err == nil {
+		t.Error("a repeated expect or an unknown node in window_kept_min was accepted")
+	}
 }

@@ -214,13 +214,17 @@ func printStatus(w io.Writer, l *farm.List, asJSON bool) error {
 	}
 	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tSTATUS\tUSERS\tCAPACITY\tPRIORITY\tURL")
+	fmt.Fprintln(tw, "NAME\tSTATUS\tUSERS\tCAPACITY\tPRIORITY\tURL\tREASON")
 	for _, s := range l.Servers {
 		capacity := "-"
 		if s.Capacity > 0 {
 			capacity = fmt.Sprint(s.Capacity)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\n", s.Name, s.Status, s.Users, capacity, s.Priority, s.URL)
+		reason := s.Reason
+		if reason == "" {
+			reason = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\n", s.Name, s.Status, s.Users, capacity, s.Priority, s.URL, reason)
 	}
 	return tw.Flush()
 }

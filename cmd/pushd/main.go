@@ -53,8 +53,17 @@ them, so that the members of a farm cannot disagree on them.
 SIGTERM drains the node (status DRAINING, clients told to move, spread over
 pushd.drain_window) and then exits; SIGINT, or a second signal, exits at once.
 
+Health checks (the node's health: in the farm file, or --health-*): a node
+whose check fails is DRAINING (--health-on-fail draining: keeps its clients,
+takes no new ones) or DOWN for clients (down: its clients are moved as in a
+drain), reason health:NAME, until the check passes rise times in a row.
+Overload (pushd.overload in the farm file, or --overload-*): a node whose p90
+fan-out delay (default over 2s), CPU share or open streams stay over their
+thresholds asks for no new clients (DRAINING, reason overload:SIGNAL), unless
+it is the last node of its priority group that could take them.
+
 Exit status: 0 after a clean stop, 1 on a runtime error, 2 on a usage error.`,
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "config", Aliases: []string{"c"}, Usage: "farm `FILE` (YAML)", EnvVars: []string{"FARMLB_CONFIG"}},
 			&cli.StringFlag{Name: "node", Aliases: []string{"n"}, Usage: "this node's `NAME` in the farm file", EnvVars: []string{"FARMLB_NODE"}},
 			&cli.StringFlag{Name: "token", Usage: "publish bearer `TOKEN`; overrides tokens.publish of the farm file", EnvVars: []string{"FARMLB_TOKEN"}},
@@ -65,7 +74,7 @@ Exit status: 0 after a clean stop, 1 on a runtime error, 2 on a usage error.`,
 			&cli.StringFlag{Name: "pprof", Usage: "serve Go's profiler (net/http/pprof) on `ADDR`, e.g. 127.0.0.1:6060 (off by default)", EnvVars: []string{"FARMLB_PPROF"}},
 			&cli.StringFlag{Name: "log-level", Usage: "debug, info, warn or error", Value: "info", EnvVars: []string{"FARMLB_LOG_LEVEL"}},
 			&cli.StringFlag{Name: "log-format", Usage: "text or json", Value: "text", EnvVars: []string{"FARMLB_LOG_FORMAT"}},
-		},
+		}, healthFlags()...),
 		Action: run,
 		Commands: []*cli.Command{
 			demoFeedCommand(),
@@ -147,6 +156,11 @@ func run(c *cli.Context) error {
 	if l := c.String("listen"); l != "" {
 		cfg.Listen = l
 	}
+	health, overload, err := applyHealthFlags(c, f, node)
+	if err != nil {
+		return err
+	}
+	cfg.Health, cfg.Overload = pushdHealth(health, overload)
 	cfg.Logger = log
 	cfg.Registerer = reg
 	if crt, key := c.String("tls-cert"), c.String("tls-key"); crt != "" || key != "" {

@@ -7,7 +7,10 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/farmlb/farmlb/config"
+	"github.com/farmlb/farmlb/pushd"
 	"github.com/urfave/cli/v2"
 )
 
@@ -30,6 +33,11 @@ func TestUsageErrors(t *testing.T) {
 		{"demo feed bad interval", []string{"demo-feed", "--interval", "0s"}, 2, "--interval"},
 		{"unknown flag", []string{"--bogus"}, 2, "flag provided but not defined: -bogus"},
 		{"demo feed unparsable interval", []string{"demo-feed", "--interval", "xyz"}, 2, "invalid value"},
+		{"bad health url", []string{"--config", farmFile, "--node", "a", "--health-http", "ftp://x"}, 2, "--health-*: checks[0].http"},
+		{"bad on-fail", []string{"--config", farmFile, "--node", "a", "--health-on-fail", "maybe"}, 2, `--health-*: on_fail: "maybe" is not draining or down`},
+		{"expect without http", []string{"--config", farmFile, "--node", "a", "--health-expect", "200"}, 2, "--health-expect: goes with --health-http"},
+		{"interval too short", []string{"--config", farmFile, "--node", "a", "--health-tcp", "x:1", "--health-interval", "1ms"}, 2, "checks[0].interval"},
+		{"cpu over 1", []string{"--config", farmFile, "--node", "a", "--overload-cpu", "2"}, 2, "--overload-*: cpu"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -62,5 +70,47 @@ func TestHelp(t *testing.T) {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("--help lacks %q", want)
 		}
+	}
+}
+
+// TestHealthFlags: checks given by flag replace the farm file's, the
+// timing flags apply to the checks in use, and the environment works as
+// the flags do.
+func TestHealthFlags(t *testing.T) {
+	f, err := config.Parse([]byte("service: s.test\nnodes:\n  - name: a\n    url: http://127.0.0.1:1\n    peer: 127.0.0.1:2\n    health: {checks: [{name: db, tcp: 'x:1', interval: 5s}]}\npushd: {overload: {streams: 10}}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	node, _ := f.Node("a")
+	run := func(env []string, args ...string) (pushd.Health, pushd.Overload) {
+		t.Helper()
+		for _, e := range env {
+			k, v, _ := strings.Cut(e, "=")
+			t.Setenv(k, v)
+		}
+		var h pushd.Health
+		var o pushd.Overload
+		app := &cli.App{Name: "x", Flags: healthFlags(), Action: func(c *cli.Context) error {
+			hc, oc, err := applyHealthFlags(c, f, node)
+			h, o = pushdHealth(hc, oc)
+			return err
+		}}
+		if err := app.Run(append([]string{"x"}, args...)); err != nil {
+			t.Fatal(err)
+		}
+		return h, o
+	}
+	h, o := run(nil)
+	if len(h.Checks) != 1 || h.Checks[0].Name != "db" || h.Checks[0].Interval != 5*time.Second || h.Down || o.Streams != 10 {
+		t.Errorf("the file's: %+v %+v", h, o)
+	}
+	h, _ = run(nil, "--health-interval", "500ms", "--health-on-fail", "down")
+	if c := h.Checks[0]; c.Name != "db" || c.Interval != 500*time.Millisecond || c.Timeout != 500*time.Millisecond || !h.Down {
+		t.Errorf("timing on the file's check: %+v", h)
+	}
+	h, o = run([]string{"FARMLB_HEALTH_COMMAND=test -e /x", "FARMLB_OVERLOAD_FANOUT_DELAY=300ms"}, "--health-http", "http://127.0.0.1:9/ok", "--health-fall", "5")
+	if len(h.Checks) != 2 || h.Checks[0].HTTP != "http://127.0.0.1:9/ok" || h.Checks[0].Name != "http" || h.Checks[0].Fall != 5 ||
+		strings.Join(h.Checks[1].Command, "|") != "/bin/sh|-c|test -e /x" || h.Checks[1].Fall != 5 || o.FanoutDelay != 300*time.Millisecond {
+		t.Errorf("flag checks: %+v %+v", h, o)
 	}
 }

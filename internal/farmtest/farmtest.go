@@ -85,6 +85,9 @@ type NodeSpec struct {
 	Name     string
 	Priority string // "A" if empty
 	Capacity int
+	// Health is the node's health: section, YAML without its key (e.g.
+	// "on_fail: down\nchecks:\n  - {tcp: ...}"), indented for the node.
+	Health string
 }
 
 // Options describe a test farm.
@@ -200,6 +203,12 @@ func Start(t testing.TB, opts Options) *Farm {
 		fmt.Fprintf(&y, "  - name: %s\n    url: %s\n    peer: %s:%d\n    priority: %s\n", n.Name, p.URL, ip, FreePort(t, ip), prio)
 		if n.Capacity > 0 {
 			fmt.Fprintf(&y, "    capacity: %d\n", n.Capacity)
+		}
+		if n.Health != "" {
+			y.WriteString("    health:\n")
+			for _, ln := range strings.Split(strings.TrimRight(n.Health, "\n"), "\n") {
+				y.WriteString("      " + ln + "\n")
+			}
 		}
 		p.args = []string{Bin(t, "pushd"), "--config", filepath.Join(dir, "farm.yaml"), "--node", n.Name}
 		issue(n.Name)

@@ -15,6 +15,7 @@ function row(s, total) {
   const cap = s.capacity ? " / " + s.capacity : "";
   const cells = [
     s.name, s.priority, s.status, String(s.users) + cap, "", s.url,
+    s.reason || "", // why the node chose its status: drain, health:NAME, overload:SIGNAL
   ];
   cells.forEach((text, i) => {
     const td = document.createElement("td");
