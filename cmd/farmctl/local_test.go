@@ -55,10 +55,10 @@ func (term *terminal) wait(t *testing.T, from *int, re string, timeout time.Dura
 	for {
 		term.mu.Lock()
 		for i := *from; i < len(term.lines); i++ {
-			if rx.MatchString(term.lines[i]) {
+			if line := term.lines[i]; rx.MatchString(line) {
 				*from = i + 1
 				term.mu.Unlock()
-				return term.lines[i]
+				return line
 			}
 		}
 		more := term.more
