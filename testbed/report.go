@@ -164,6 +164,9 @@ func (r *runner) report(balance map[string]int) (*Report, error) {
 		rep.ResolveQueries++
 		if s.err != nil {
 			rep.ResolveFailures++
+			if rep.ResolveFailures <= 3 {
+				rep.Notes = append(rep.Notes, fmt.Sprintf("_farm TXT through the resolver failed at %.1f s: %v", s.at.Sub(rc.start).Seconds(), s.err))
+			}
 		}
 	}
 
