@@ -108,6 +108,7 @@ type metrics struct {
 	tableUpdates prometheus.Counter
 	tableErrors  prometheus.Counter
 	tcpConns     prometheus.Gauge
+	more         []prometheus.Collector // registered with these (guard.go, tcplimit.go)
 }
 
 func newMetrics(age func() float64) *metrics {
@@ -148,11 +149,12 @@ func (m *metrics) collectors() []prometheus.Collector {
 	return []prometheus.Collector{m, m.tableAge, m.tableHeld, m.tableServers, m.tableUpdates, m.tableErrors, m.tcpConns}
 }
 
-func (m *metrics) register(r prometheus.Registerer) error {
+func (m *metrics) register(r prometheus.Registerer, more ...prometheus.Collector) error {
 	if r == nil {
 		return nil
 	}
-	for _, c := range m.collectors() {
+	m.more = more
+	for _, c := range append(m.collectors(), more...) {
 		if err := r.Register(c); err != nil {
 			return err
 		}
@@ -164,7 +166,7 @@ func (m *metrics) unregister(r prometheus.Registerer) {
 	if r == nil {
 		return
 	}
-	for _, c := range m.collectors() {
+	for _, c := range append(m.collectors(), m.more...) {
 		r.Unregister(c)
 	}
 }
