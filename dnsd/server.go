@@ -591,7 +591,9 @@ func (s *Server) serveTCP(l net.Listener, st *stats, gs *guardStats, wg *sync.Wa
 // pipelining) until it closes or idles.
 func (s *Server) serveConn(c net.Conn, src netip.Addr, st *stats, gs *guardStats) {
 	r := bufio.NewReaderSize(c, 4096)
-	query := make([]byte, tcpMax)
+	// Grown to the largest query the connection sends, so that an idle
+	// connection costs 4 KiB and not 64.
+	query := make([]byte, 512)
 	buf := make([]byte, 0, 4096)
 	var length [2]byte
 	for {
@@ -603,6 +605,9 @@ func (s *Server) serveConn(c net.Conn, src netip.Addr, st *stats, gs *guardStats
 			return
 		}
 		n := int(binary.BigEndian.Uint16(length[:]))
+		if n > len(query) {
+			query = make([]byte, n)
+		}
 		if _, err := io.ReadFull(r, query[:n]); err != nil {
 			s.countTimeout(err)
 			return

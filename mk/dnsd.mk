@@ -8,3 +8,7 @@ test-dnsd: deps ## dnsd's tests alone, with -race (includes the Unbound test)
 
 fuzz-dnsd: ## the query-path fuzz target for FUZZTIME (default 5s; try FUZZTIME=5m)
 	$(GO) test -run '^$$' -fuzz '^FuzzQuery$$' -fuzztime $(FUZZTIME) ./dnsd/
+
+.PHONY: bench-dnsd-flood
+bench-dnsd-flood: deps ## dnsd and NSD under a reflection flood, RRL on and off, and a flood from 100,000 forged sources (SECONDS_PER_RUN=10)
+	bench/dnsd-flood.sh
