@@ -1,7 +1,9 @@
 package dnsd
 
 import (
+	"context"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"testing"
 	"time"
@@ -152,5 +154,60 @@ func BenchmarkGuardedAnswer(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// countHandler counts the log records it is given, keeping the last.
+type countHandler struct {
+	n    int
+	last slog.Record
+}
+
+func (h *countHandler) Enabled(context.Context, slog.Level) bool { return true }
+func (h *countHandler) Handle(_ context.Context, r slog.Record) error {
+	h.n++
+	h.last = r
+	return nil
+}
+func (h *countHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h *countHandler) WithGroup(string) slog.Handler      { return h }
+
+// TestLimitingLogLine checks that the start of limiting is logged at most
+// once a second, the next line saying how many starts went unlogged.
+func TestLimitingLogLine(t *testing.T) {
+	h := &countHandler{}
+	cfg := DefaultConfig()
+	cfg.Logger = slog.New(h)
+	cfg.RRL = RRLConfig{Rate: 1, Slip: 2, IPv4Prefix: 24, IPv6Prefix: 56, TableSize: 64}
+	g := newGuard(cfg)
+	z := testZones(t)[0]
+	st, gs := new(stats), g.newStats()
+	q, _ := query(testZone, dns.TypeA).Pack()
+	now := time.Unix(1_800_000_000, 0)
+	for i := range 3 { // three prefixes start being limited in the same second
+		src := netip.AddrFrom4([4]byte{192, 0, byte(i), 1})
+		for range 3 {
+			g.handle(z, nil, q, src, true, now, st, gs, false)
+		}
+	}
+	if h.n != 1 {
+		t.Fatalf("%d log lines in one second, want 1", h.n)
+	}
+	src := netip.AddrFrom4([4]byte{192, 0, 9, 1})
+	for range 3 {
+		g.handle(z, nil, q, src, true, now.Add(time.Second), st, gs, false)
+	}
+	if h.n != 2 {
+		t.Fatalf("%d log lines after the next second, want 2", h.n)
+	}
+	var others int64 = -1
+	h.last.Attrs(func(a slog.Attr) bool {
+		if a.Key == "others_since_last_line" {
+			others = a.Value.Int64()
+		}
+		return true
+	})
+	if others != 2 {
+		t.Errorf("others_since_last_line %d, want 2", others)
 	}
 }
