@@ -15,7 +15,9 @@
 #   SECONDS_PER_RUN=20 bench/dnsd-flood.sh
 #
 # Environment: SECONDS_PER_RUN (10), SERVERS (farm size, 10: the _farm TXT
-# answer is about 14x its query), FORGED (100000), DNSD_GOMAXPROCS.
+# answer is about 14x its query), FORGED (100000), DNSD_GOMAXPROCS, DNSD_FLAGS
+# (more dnsd flags, e.g. "--udp-sockets 8"), ONLY (the servers to flood, of
+# "dnsd-rrl nsd-rrl dnsd-off nsd-off"), FORGED_ON ("dnsd-rrl nsd-rrl"; "" skips).
 #
 # The flood comes from bench/dnsload rather than dnsperf -a: dnsperf keeps a
 # slot for each query until its answer or its timeout, so a server that drops
@@ -23,6 +25,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS=${SECONDS_PER_RUN:-10}
+DNSD_FLAGS=${DNSD_FLAGS:-}
+ONLY=${ONLY:-dnsd-rrl nsd-rrl dnsd-off nsd-off}
+FORGED_ON=${FORGED_ON-dnsd-rrl nsd-rrl}
 SERVERS=${SERVERS:-10}
 FORGED=${FORGED:-100000}
 ZONE=stream.farmlb.test
@@ -122,8 +127,8 @@ wait_answer() {
 start() {
   PORT=$(free_port)
   case $1 in
-  dnsd-rrl) GOMAXPROCS=${DNSD_GOMAXPROCS:-} "$work/dnsd" --zone "$ZONE" --list "$work/farm.txt" --listen "127.0.0.1:$PORT" --metrics "127.0.0.1:$METRICS_PORT" --log-level warn 2>"$work/$1.log" & ;;
-  dnsd-off) GOMAXPROCS=${DNSD_GOMAXPROCS:-} "$work/dnsd" --zone "$ZONE" --list "$work/farm.txt" --listen "127.0.0.1:$PORT" --rrl-rate 0 --log-level warn 2>"$work/$1.log" & ;;
+  dnsd-rrl) GOMAXPROCS=${DNSD_GOMAXPROCS:-} "$work/dnsd" --zone "$ZONE" --list "$work/farm.txt" --listen "127.0.0.1:$PORT" --metrics "127.0.0.1:$METRICS_PORT" --log-level warn $DNSD_FLAGS 2>"$work/$1.log" & ;;
+  dnsd-off) GOMAXPROCS=${DNSD_GOMAXPROCS:-} "$work/dnsd" --zone "$ZONE" --list "$work/farm.txt" --listen "127.0.0.1:$PORT" --rrl-rate 0 --log-level warn $DNSD_FLAGS 2>"$work/$1.log" & ;;
   nsd-rrl) nsd_conf "$1" "$PORT" 200 >/dev/null; nsd -d -c "$work/$1.conf" 2>"$work/$1.log" & ;;
   nsd-off) nsd_conf "$1" "$PORT" 0 >/dev/null; nsd -d -c "$work/$1.conf" 2>"$work/$1.log" & ;;
   esac
@@ -185,7 +190,7 @@ flood() {
 
 : >"$work/results"
 echo "load before: $(cat /proc/loadavg)" >&2
-for s in dnsd-rrl nsd-rrl dnsd-off nsd-off; do flood "$s"; done
+for s in $ONLY; do flood "$s"; done
 
 # forged NAME: a flood from FORGED distinct forged sources of mixed names
 # against server NAME (RRL on), with the resolver; appends its figures.
@@ -218,19 +223,19 @@ forged() {
   stop
 }
 : >"$work/forged"
-forged dnsd-rrl
-forged nsd-rrl
+for s in $FORGED_ON; do forged "$s"; done
 echo "load after: $(cat /proc/loadavg)" >&2
 
 python3 - "$work/results" "$SECS" "$HZ" "$SERVERS" <<'EOF'
 import sys
 path, secs, hz, servers = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
 rows = {l.split()[0]: l.split()[1:] for l in open(path)}
-cols = ["dnsd-rrl", "nsd-rrl", "dnsd-off", "nsd-off"]
+label = {"dnsd-rrl": "dnsd, RRL on", "nsd-rrl": "NSD, RRL on", "dnsd-off": "dnsd, RRL off", "nsd-off": "NSD, RRL off"}
+cols = [c for c in label if c in rows]
 print(f"Reflection flood, {secs:.0f} s per server: attacker TXT _farm from one source as fast as it goes; resolver 100 q/s of mixed names; a farm of {servers} servers")
 print()
-print("| | dnsd, RRL on | NSD, RRL on | dnsd, RRL off | NSD, RRL off |")
-print("| --- | ---: | ---: | ---: | ---: |")
+print("| | " + " | ".join(label[c] for c in cols) + " |")
+print("| --- |" + " ---: |" * len(cols))
 def row(name, f):
     print(f"| {name} | " + " | ".join(f(rows[c]) for c in cols) + " |")
 row("attacker queries sent/s", lambda r: f"{int(r[0]) / secs:,.0f}")
@@ -241,15 +246,19 @@ row("server CPU (share of one core)", lambda r: f"{int(r[6]) / hz / secs * 100:.
 row("server RSS, peak (NSD: its processes summed)", lambda r: f"{int(r[7]) / 1024:.1f} MiB")
 print()
 f = {l.split()[0]: l.split()[1:] for l in open(path.replace("results", "forged"))}
-d, n = f["dnsd-rrl"], f["nsd-rrl"]
-print(f"Forged flood, RRL on: {int(d[0]):,} distinct sources (one /24 each as far as 127/8 goes), mixed names, as fast as it goes, {secs:.0f} s")
-print()
-print("| | dnsd | NSD |")
-print("| --- | ---: | ---: |")
-print(f"| forged queries sent/s | {int(d[1]) / secs:,.0f} | {int(n[1]) / secs:,.0f} |")
-print(f"| replies/s | {int(d[2]) / secs:,.0f} | {int(n[2]) / secs:,.0f} |")
-print(f"| resolver queries answered | {d[4]}/{d[3]} = {100 * int(d[4]) / max(1, int(d[3])):.1f} % | {n[4]}/{n[3]} = {100 * int(n[4]) / max(1, int(n[3])):.1f} % |")
-print(f"| server CPU (share of one core) | {int(d[5]) / hz / secs * 100:.0f} % | {int(n[5]) / hz / secs * 100:.0f} % |")
-print(f"| RSS idle → peak | {int(d[6]) / 1024:.1f} → {int(d[7]) / 1024:.1f} MiB (cap 64 MiB) | {int(n[6]) / 1024:.1f} → {int(n[7]) / 1024:.1f} MiB |")
-print(f"| RRL buckets in use, at most | {int(d[8]):,} of {int(d[9]):,} (fixed) | |")
+fc = [c for c in ("dnsd-rrl", "nsd-rrl") if c in f]
+if fc:
+    x = f[fc[0]]
+    print(f"Forged flood, RRL on: {int(x[0]):,} distinct sources (one /24 each as far as 127/8 goes), mixed names, as fast as it goes, {secs:.0f} s")
+    print()
+    print("| | " + " | ".join("dnsd" if c == "dnsd-rrl" else "NSD" for c in fc) + " |")
+    print("| --- |" + " ---: |" * len(fc))
+    def frow(name, fn):
+        print(f"| {name} | " + " | ".join(fn(f[c], c) for c in fc) + " |")
+    frow("forged queries sent/s", lambda d, c: f"{int(d[1]) / secs:,.0f}")
+    frow("replies/s", lambda d, c: f"{int(d[2]) / secs:,.0f}")
+    frow("resolver queries answered", lambda d, c: f"{d[4]}/{d[3]} = {100 * int(d[4]) / max(1, int(d[3])):.1f} %")
+    frow("server CPU (share of one core)", lambda d, c: f"{int(d[5]) / hz / secs * 100:.0f} %")
+    frow("RSS idle → peak", lambda d, c: f"{int(d[6]) / 1024:.1f} → {int(d[7]) / 1024:.1f} MiB" + (" (cap 64 MiB)" if c == "dnsd-rrl" else ""))
+    frow("RRL buckets in use, at most", lambda d, c: f"{int(d[8]):,} of {int(d[9]):,} (fixed)" if c == "dnsd-rrl" else "")
 EOF
