@@ -110,21 +110,23 @@ type Expect struct {
 
 // Faults are the fault names a step may use, with what each does.
 var Faults = map[string]string{
-	"kill":        "SIGKILL the target's daemon",
-	"stop":        "SIGSTOP the target's daemon (a hang)",
-	"cont":        "SIGCONT the target's daemon",
-	"restart":     "start the target's daemon again (SIGTERM first if it runs, which drains it)",
-	"term":        "SIGTERM the target's daemon (drain, then exit)",
-	"link-down":   "set the target host's link down",
-	"link-up":     "set the target host's link up",
-	"cut":         "drop traffic between target and peer (a blackhole route on each side; one_way: only target → peer)",
-	"heal":        "undo cut",
-	"squeeze":     "limit what the target host sends to rate bytes/s (tbf)",
-	"unsqueeze":   "undo squeeze",
-	"drain":       "POST /admin/drain on the target node",
-	"undrain":     "POST /admin/undrain on the target node",
-	"dns-down":    "take a dnsd host (ns1 or ns2) off the network",
-	"dns-up":      "bring a dnsd host back",
+	"kill":      "SIGKILL the target's daemon",
+	"stop":      "SIGSTOP the target's daemon (a hang)",
+	"cont":      "SIGCONT the target's daemon",
+	"restart":   "start the target's daemon again (SIGTERM first if it runs, which drains it)",
+	"term":      "SIGTERM the target's daemon (drain, then exit)",
+	"link-down": "set the target host's link down",
+	"link-up":   "set the target host's link up",
+	"cut":       "drop traffic between target and peer (a blackhole route on each side; one_way: only target → peer)",
+	"heal":      "undo cut",
+	"squeeze":   "limit what the target host sends to rate bytes/s (tbf)",
+	"unsqueeze": "undo squeeze",
+	"drain":     "POST /admin/drain on the target node",
+	"undrain":   "POST /admin/undrain on the target node",
+	"dns-down":  "take a dnsd host (ns1 or ns2) off the network",
+	"dns-up":    "bring a dnsd host back",
+
+	// A flood comes from the monitor host, a process of its own (testbed flood).
 	"dns-flood":   "flood a dnsd host (ns1 or ns2) from the monitor host with TXT _farm queries (EDNS0), rate queries/s (default 5000)",
 	"dns-unflood": "stop the flood of that dnsd host",
 }
