@@ -246,3 +246,43 @@ func FuzzCookie(f *testing.F) {
 		}
 	})
 }
+
+// TestCookieRotation rotates a running server's secret (as SIGHUP does): a
+// cookie made with the old secret is still accepted while it is a previous
+// one, and answered with a cookie made with the new secret.
+func TestCookieRotation(t *testing.T) {
+	oldSecret, newSecret := mustSecret(t, "e5e973e5a6b2a43f48e7dc849e37bfcf"), mustSecret(t, "dd3bdf9344b678b185a6f5cb60fca715")
+	cfg := testConfig(newTestSource(testList(t)))
+	cfg.Cookies.Secret = oldSecret
+	s := startServer(t, cfg)
+	const client = "0102030405060708"
+	old := replyCookie(exchange(t, s, "udp", withCookie(query(testZone, dns.TypeA), client)))
+	s.SetCookieSecrets(newSecret, [][16]byte{oldSecret})
+	r := exchange(t, s, "udp", withCookie(query(testZone, dns.TypeA), old))
+	renewed := replyCookie(r)
+	if renewed == old || len(renewed) != 48 || !strings.HasPrefix(renewed, client) {
+		t.Fatalf("after rotation: cookie %q for %q, want a new one made with the new secret", renewed, old)
+	}
+	valid := func() uint64 {
+		n := uint64(0)
+		s.guard.mu.Lock()
+		defer s.guard.mu.Unlock()
+		for _, st := range s.guard.stats {
+			n += st.cookies[cookieValid].Load()
+		}
+		return n
+	}
+	if valid() != 1 {
+		t.Errorf("the old cookie was not counted valid after the rotation (valid %d)", valid())
+	}
+	// Once the old secret is dropped, its cookies are not valid any more.
+	s.SetCookieSecrets(newSecret, nil)
+	exchange(t, s, "udp", withCookie(query(testZone, dns.TypeA), old))
+	if valid() != 1 {
+		t.Errorf("the old cookie still valid after its secret went (valid %d)", valid())
+	}
+	exchange(t, s, "udp", withCookie(query(testZone, dns.TypeA), renewed))
+	if valid() != 2 {
+		t.Errorf("the renewed cookie is not valid (valid %d)", valid())
+	}
+}
