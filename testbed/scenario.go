@@ -91,7 +91,8 @@ type Step struct {
 	Peer   string
 	// OneWay cuts only Target → Peer (a cut is both ways by default).
 	OneWay bool
-	// Rate is the squeeze's bytes per second.
+	// Rate is the squeeze's bytes per second, or dns-flood's queries per
+	// second.
 	Rate uint64
 }
 
@@ -125,6 +126,10 @@ var Faults = map[string]string{
 	"undrain":   "POST /admin/undrain on the target node",
 	"dns-down":  "take a dnsd host (ns1 or ns2) off the network",
 	"dns-up":    "bring a dnsd host back",
+
+	// A flood comes from the monitor host, a process of its own (testbed flood).
+	"dns-flood":   "flood a dnsd host (ns1 or ns2) from the monitor host with TXT _farm queries (EDNS0), rate queries/s (default 5000)",
+	"dns-unflood": "stop the flood of that dnsd host",
 }
 
 // faultNames lists Faults in order, for error messages.
@@ -362,7 +367,7 @@ func ParseScenario(data []byte) (*Scenario, error) {
 			}
 			isDNS := st.Target == "ns1" || st.Target == "ns2"
 			switch st.Fault {
-			case "dns-down", "dns-up":
+			case "dns-down", "dns-up", "dns-flood", "dns-unflood":
 				if !isDNS {
 					bad(key+".target", "%s needs ns1 or ns2, not %q", st.Fault, st.Target)
 				}
