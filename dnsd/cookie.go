@@ -158,6 +158,7 @@ type queryCookie struct {
 	client    []byte // the client cookie (8 bytes), within the query
 	server    []byte // the server cookie (8..32 bytes) or nil, within the query
 	size      uint16 // the OPT record's UDP size
+	do        bool   // the OPT record's DO bit
 }
 
 // parseCookie finds the COOKIE option of q. It reads only the usual shape —
@@ -187,6 +188,7 @@ func parseCookie(q []byte) (c queryCookie) {
 		}
 		if rtype == dns.TypeOPT {
 			c.size = size
+			c.do = q[off-4]&0x80 != 0 // the TTL's flags: DO
 			if !c.options(q[off : off+rdlen]) {
 				return queryCookie{}
 			}

@@ -229,13 +229,17 @@ func FuzzCookie(f *testing.F) {
 		}
 		// Round trip: a query with this cookie option, packed by miekg/dns.
 		m := withCookie(query(testZone, dns.TypeA), hex.EncodeToString(cookie))
+		do := len(cookie)%2 == 1
+		if do {
+			m.IsEdns0().SetDo()
+		}
 		packed, err := m.Pack()
 		if err != nil {
 			return
 		}
 		c = parseCookie(packed)
-		if !c.present {
-			t.Fatalf("packed query % x: no cookie found", packed)
+		if !c.present || c.do != do {
+			t.Fatalf("packed query % x: cookie found %v, DO %v (want %v)", packed, c.present, c.do, do)
 		}
 		n := len(cookie)
 		if wantBad := n < 8 || n > 8 && n < 16 || n > 40; c.malformed != wantBad {

@@ -180,7 +180,7 @@ func (g *guard) handle(z *zone, buf, q []byte, src netip.Addr, udp bool, now tim
 	case slipIt:
 		gs.slipped.Add(1)
 		if ck.present {
-			return badCookie(reply, keys, ck, src, now)
+			return badCookie(reply, keys, ck, src, now, z.udpSize)
 		}
 		return appendSlip(reply[:0], reply)
 	}
@@ -211,16 +211,13 @@ func (g *guard) addCookie(z *zone, reply []byte, keys *cookieKeys, ck queryCooki
 // a BADCOOKIE one (RFC 7873 5.2.3: a server that will not answer a query
 // without a valid server cookie, here because RRL limits its source, sends
 // the client a fresh cookie to retry with): the question, and an OPT record
-// with the cookies.
-func badCookie(reply []byte, keys *cookieKeys, ck queryCookie, src netip.Addr, now time.Time) []byte {
+// with the server's UDP size, the query's DO bit echoed (RFC 3225) and the
+// cookies.
+func badCookie(reply []byte, keys *cookieKeys, ck queryCookie, src netip.Addr, now time.Time, udpSize uint16) []byte {
 	var sc [serverCookieLen]byte
 	server := keys.appendServerCookie(sc[:0], ck.client, uint32(now.Unix()), src)
 	var opt [optLen]byte
-	if endsInOPT(reply) {
-		copy(opt[:], reply[len(reply)-optLen:])
-	} else {
-		appendOPT(opt[:0], 1232, false)
-	}
+	appendOPT(opt[:0], udpSize, ck.do)
 	out := appendSlip(reply[:0], reply)
 	out[2] &^= 0x02 // not truncated: the client retries over UDP with the cookie
 	out[3] = out[3]&0xF0 | dns.RcodeBadCookie&0x0F

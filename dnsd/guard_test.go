@@ -65,13 +65,30 @@ func (p *guardPair) check(z *zone, q []byte, udp bool) error {
 			if !sameReply(rf, rs) {
 				return fmt.Errorf("from %v, with cookies and RRL the paths disagree:\nfast:\n%v\nslow:\n%v", src, rf, rs)
 			}
+			if err := echoesDO(q, rf); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
 }
 
+// echoesDO checks that reply r to q, when it has an OPT record, copies the
+// query's DO bit (RFC 3225), whatever the guard made of it (BADCOOKIE too).
+func echoesDO(q []byte, r *dns.Msg) error {
+	m := new(dns.Msg)
+	if m.Unpack(q) != nil || m.IsEdns0() == nil || r.IsEdns0() == nil {
+		return nil
+	}
+	if want, got := m.IsEdns0().Do(), r.IsEdns0().Do(); got != want {
+		return fmt.Errorf("reply (rcode %s) with DO %v to a query with DO %v", dns.RcodeToString[r.Rcode], got, want)
+	}
+	return nil
+}
+
 // cookieSeeds are queries with cookies: a client cookie alone, one with a
-// server cookie the pair made for the first source, one with a stale one.
+// server cookie the pair made for the first source, one with a stale one,
+// one too short; each without and with the DO bit.
 func (p *guardPair) cookieSeeds() map[string]*dns.Msg {
 	ks := p.fast.cookies.Load()
 	client := []byte{1, 2, 3, 4, 5, 6, 7, 8}
@@ -82,6 +99,7 @@ func (p *guardPair) cookieSeeds() map[string]*dns.Msg {
 	for _, name := range []string{testZone, "_farm." + testZone, "nope." + testZone, "example.com."} {
 		for c, v := range map[string]string{"client": "0102030405060708", "good": good, "stale": stale, "short": "0102"} {
 			out[name+" cookie "+c] = withCookie(query(name, dns.TypeTXT), v)
+			out[name+" DO cookie "+c] = withDO(withCookie(query(name, dns.TypeTXT), v))
 		}
 	}
 	return out
