@@ -169,7 +169,7 @@ func (g *guard) handle(z *zone, buf, q []byte, src netip.Addr, udp bool, now tim
 	if reply == nil || !udp || g.rrl == nil || valid || g.rrl.allowed(src) {
 		return reply
 	}
-	v, kind, started := g.rrl.check(src, reply, g.millis(now))
+	v, kind, started := g.rrl.check(src, reply, res.nxname, g.millis(now))
 	if started {
 		g.limiting(src, kind, now)
 	}

@@ -1,6 +1,7 @@
 package dnsd
 
 import (
+	"fmt"
 	"net/netip"
 	"testing"
 	"time"
@@ -123,5 +124,47 @@ func TestGuardSignedAnswers(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestRRLCompactDenial: with DO, a name that does not exist is answered
+// NOERROR with compact denial (denial.go), not NXDOMAIN; RRL must still
+// count those answers as NXDOMAIN, one bucket for the zone, or a flood of
+// random names with DO from one prefix is never limited (each name would
+// have a NODATA bucket of its own) and reflects signed denials, several
+// times the query's size, at full rate.
+func TestRRLCompactDenial(t *testing.T) {
+	z := signedTestZone(t)
+	src := netip.MustParseAddr("198.51.100.7")
+	for _, do := range []bool{false, true} {
+		for _, slowOnly := range []bool{false, true} {
+			g := tightGuard(-1)
+			st, gs := new(stats), g.newStats()
+			now := g.base.Add(time.Hour)
+			answered := 0
+			for i := range 20 {
+				m := query(fmt.Sprintf("x%d.%s", i, testZone), dns.TypeA)
+				if do {
+					withDO(m)
+				}
+				q, _ := m.Pack()
+				if out := g.handle(z, nil, q, src, true, now, st, gs, slowOnly); out != nil {
+					answered++
+				}
+			}
+			if answered != 1 {
+				t.Errorf("DO=%v slow=%v: 20 names that do not exist at once at 1/s: %d answered, want 1 (one NXDOMAIN bucket)", do, slowOnly, answered)
+			}
+		}
+	}
+	// NODATA stays per name, with DO as without.
+	g := tightGuard(-1)
+	st, gs := new(stats), g.newStats()
+	now := g.base.Add(time.Hour)
+	for _, name := range []string{testZone, "_farm." + testZone} {
+		q, _ := withDO(query(name, dns.TypeMX)).Pack()
+		if g.handle(z, nil, q, src, true, now, st, gs, false) == nil {
+			t.Errorf("NODATA at %s limited by another name's", name)
+		}
 	}
 }

@@ -268,13 +268,19 @@ const (
 )
 
 // check counts reply, the response to go to src at now (milliseconds), and
-// says whether it may go. kind is the kind it was counted as; started says
-// this response begins a spell of limiting for its bucket.
-func (r *rrl) check(src netip.Addr, reply []byte, now int64) (v verdict, kind byte, started bool) {
+// says whether it may go. nxname says reply denies that its name exists
+// with compact denial (NOERROR, result.nxname): it counts as NXDOMAIN, or
+// a flood of random names with DO would get a bucket per name. kind is the
+// kind it was counted as; started says this response begins a spell of
+// limiting for its bucket.
+func (r *rrl) check(src netip.Addr, reply []byte, nxname bool, now int64) (v verdict, kind byte, started bool) {
 	var key [16 + 1 + 255 + 2]byte
 	a := r.prefix(src).Addr().As16()
 	copy(key[:], a[:])
 	kind, n := classify(reply, key[17:])
+	if nxname && kind != kindError {
+		kind, n = kindNXDomain, 0
+	}
 	key[16] = kind
 	ok, drops, started := r.table.take(r.table.hash(key[:17+n]), now)
 	switch {

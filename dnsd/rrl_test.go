@@ -104,10 +104,10 @@ func TestRRLBuckets(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			r := newRRL(cfg)
-			if v, _, _ := r.check(tc.src1, tc.r1, 0); v != pass {
+			if v, _, _ := r.check(tc.src1, tc.r1, false, 0); v != pass {
 				t.Fatal("first response limited")
 			}
-			v, _, _ := r.check(tc.src2, tc.r2, 0)
+			v, _, _ := r.check(tc.src2, tc.r2, false, 0)
 			if got := v != pass; got != tc.same {
 				t.Errorf("second response limited %v, want %v (same bucket)", got, tc.same)
 			}
@@ -125,10 +125,10 @@ func TestRRLSlip(t *testing.T) {
 			cfg, _ := RRLConfig{Rate: 1, Slip: slip, TableSize: 64}.populate()
 			r := newRRL(cfg)
 			src := netip.MustParseAddr("198.51.100.7")
-			r.check(src, reply, 0)
+			r.check(src, reply, false, 0)
 			var got []verdict
 			for range 6 {
-				v, _, _ := r.check(src, reply, 0)
+				v, _, _ := r.check(src, reply, false, 0)
 				got = append(got, v)
 			}
 			for i, v := range got {
