@@ -65,6 +65,21 @@ type Config struct {
 	// long. If zero, defaults to 10s (RFC 7766 asks for seconds, not
 	// minutes, on a busy server).
 	TCPIdleTimeout time.Duration
+	// MaxTCPConnsPerPrefix bounds the concurrent TCP connections from one
+	// client prefix (RRL's prefix lengths, /24 and /56 by default). If zero,
+	// defaults to 64: a resolver farm behind one prefix retries truncated
+	// answers over TCP, one client must not take every connection.
+	MaxTCPConnsPerPrefix int
+	// TCPConnRate bounds the new TCP connections per second from one client
+	// prefix (with bursts of a second's worth); a connection over it is
+	// closed at once. If zero, defaults to 50.
+	TCPConnRate int
+
+	// RRL configures response rate limiting of UDP answers (rrl.go); on by
+	// default.
+	RRL RRLConfig
+	// Cookies configures DNS cookies (cookie.go); on by default.
+	Cookies CookieConfig
 
 	// Logger receives structured logs. If nil, logs are discarded.
 	Logger *slog.Logger
@@ -141,6 +156,10 @@ func DefaultConfig() Config {
 		MaxTCPConns:    1000,
 		TCPIdleTimeout: 10 * time.Second,
 		Zone:           Zone{TTL: DefaultTTLs()},
+		RRL:            DefaultRRLConfig(),
+
+		MaxTCPConnsPerPrefix: 64,
+		TCPConnRate:          50,
 	}
 }
 
@@ -181,6 +200,20 @@ func (c Config) populate() (Config, error) {
 	if c.TCPIdleTimeout <= 0 {
 		c.TCPIdleTimeout = d.TCPIdleTimeout
 	}
+	if c.MaxTCPConnsPerPrefix <= 0 {
+		c.MaxTCPConnsPerPrefix = d.MaxTCPConnsPerPrefix
+	}
+	if c.TCPConnRate <= 0 {
+		c.TCPConnRate = d.TCPConnRate
+	}
+	if c.TCPConnRate > maxRate {
+		return c, fmt.Errorf("dnsd: config: TCPConnRate %d is more than %d", c.TCPConnRate, maxRate)
+	}
+	rrl, err := c.RRL.populate()
+	if err != nil {
+		return c, err
+	}
+	c.RRL = rrl
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}

@@ -108,8 +108,9 @@ type metrics struct {
 	tableUpdates  prometheus.Counter
 	tableErrors   prometheus.Counter
 	tcpConns      prometheus.Gauge
-	signDuration  prometheus.Histogram // dnssec.go
-	denialsSigned prometheus.Counter   // denial.go
+	signDuration  prometheus.Histogram   // dnssec.go
+	denialsSigned prometheus.Counter     // denial.go
+	more          []prometheus.Collector // registered with these (guard.go, tcplimit.go)
 }
 
 func newMetrics(age func() float64) *metrics {
@@ -159,11 +160,12 @@ func (m *metrics) collectors() []prometheus.Collector {
 	return []prometheus.Collector{m, m.tableAge, m.tableHeld, m.tableServers, m.tableUpdates, m.tableErrors, m.tcpConns, m.signDuration, m.denialsSigned}
 }
 
-func (m *metrics) register(r prometheus.Registerer) error {
+func (m *metrics) register(r prometheus.Registerer, more ...prometheus.Collector) error {
 	if r == nil {
 		return nil
 	}
-	for _, c := range m.collectors() {
+	m.more = more
+	for _, c := range append(m.collectors(), more...) {
 		if err := r.Register(c); err != nil {
 			return err
 		}
@@ -175,7 +177,7 @@ func (m *metrics) unregister(r prometheus.Registerer) {
 	if r == nil {
 		return
 	}
-	for _, c := range m.collectors() {
+	for _, c := range append(m.collectors(), m.more...) {
 		r.Unregister(c)
 	}
 }

@@ -225,7 +225,7 @@ func TestFastPathTakesUsualQueries(t *testing.T) {
 
 // FuzzQuery feeds any bytes to the query path: it must not panic, must reply
 // with a well-formed message or not at all, and the fast path must agree with
-// the slow one.
+// the slow one, alone and with cookies and RRL in play (guardPair).
 func FuzzQuery(f *testing.F) {
 	for _, m := range seedQueries() {
 		q, err := m.Pack()
@@ -237,10 +237,18 @@ func FuzzQuery(f *testing.F) {
 	}
 	f.Add([]byte{}, true)
 	f.Add([]byte{0x12, 0x34, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0xC0, 12, 0, 1, 0, 1}, true)
+	guards := newGuardPair()
+	for _, m := range guards.cookieSeeds() {
+		q, _ := m.Pack()
+		f.Add(q, true)
+	}
 	zs := testZones(f)
 	f.Fuzz(func(t *testing.T, q []byte, udp bool) {
 		for _, z := range zs {
 			if err := fastMatchesSlow(z, q, udp); err != nil {
+				t.Fatalf("query % x: %v", q, err)
+			}
+			if err := guards.check(z, q, udp); err != nil {
 				t.Fatalf("query % x: %v", q, err)
 			}
 			out, _ := z.answer(nil, q, udp)

@@ -9,6 +9,8 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
+	"os"
 	"slices"
 	"strconv"
 	"sync"
@@ -28,6 +30,8 @@ type Server struct {
 	cfg     Config
 	log     *slog.Logger
 	metrics *metrics
+	guard   *guard      // cookies and RRL around the answer path
+	tcpLim  *tcpLimiter // TCP limits per prefix
 
 	// zone is the snapshot queries are answered from.
 	zone atomic.Pointer[zone]
@@ -85,7 +89,9 @@ func New(cfg Config) (*Server, error) {
 	if err := s.rebuild(true); err != nil {
 		return nil, fmt.Errorf("dnsd: first table: %w", err)
 	}
-	if err := s.metrics.register(cfg.Registerer); err != nil {
+	s.guard = newGuard(cfg)
+	s.tcpLim = newTCPLimiter(cfg)
+	if err := s.metrics.register(cfg.Registerer, s.guard, s.guard.bucketsGauge(), s.tcpLim); err != nil {
 		return nil, fmt.Errorf("dnsd: register metrics: %w", err)
 	}
 	return s, nil
@@ -359,19 +365,19 @@ func (s *Server) Serve(ctx context.Context) error {
 		}
 	}()
 	for _, c := range udp {
-		st := s.metrics.newStats()
+		st, gs := s.metrics.newStats(), s.guard.newStats()
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			s.serveUDP(c, st)
+			s.serveUDP(c, st, gs)
 		}()
 	}
 	if tcp != nil {
-		st := s.metrics.newStats()
+		st, gs := s.metrics.newStats(), s.guard.newStats()
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			s.serveTCP(tcp, st, &wg)
+			s.serveTCP(tcp, st, gs, &wg)
 		}()
 	}
 	s.log.Info("serving", "zone", s.Zone().Origin, "udp", addrOf(udp), "udp_sockets", len(udp), "tcp", tcpAddrOf(tcp))
@@ -428,17 +434,17 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Unlock()
 	if !serving {
 		s.closeAll()
-		s.metrics.unregister(s.cfg.Registerer)
+		s.unregister()
 		return nil
 	}
 	select {
 	case <-s.finished:
-		s.metrics.unregister(s.cfg.Registerer)
+		s.unregister()
 		return nil
 	case <-ctx.Done():
 		// The sockets are closed; the goroutines finish on their own. The
 		// metrics go now, so that a new server can use the registry.
-		s.metrics.unregister(s.cfg.Registerer)
+		s.unregister()
 		return ctx.Err()
 	}
 }
@@ -472,10 +478,10 @@ const (
 )
 
 // serveUDP answers one UDP socket until it is closed.
-func (s *Server) serveUDP(c net.PacketConn, st *stats) {
+func (s *Server) serveUDP(c net.PacketConn, st *stats, gs *guardStats) {
 	u, ok := c.(*net.UDPConn)
 	if !ok {
-		s.serveUDPSimple(c, st)
+		s.serveUDPSimple(c, st, gs)
 		return
 	}
 	var bc batchConn
@@ -508,8 +514,7 @@ func (s *Server) serveUDP(c net.PacketConn, st *stats) {
 		k := 0
 		for i := 0; i < n; i++ {
 			m := &in[i]
-			reply, res := z.answer(obuf[k][:0], m.Buffers[0][:m.N], true)
-			st.record(res)
+			reply := s.guard.handle(z, obuf[k][:0], m.Buffers[0][:m.N], udpSource(m.Addr), true, start, st, gs, false)
 			if reply == nil {
 				continue
 			}
@@ -537,7 +542,7 @@ func (s *Server) serveUDP(c net.PacketConn, st *stats) {
 
 // serveUDPSimple answers a PacketConn that is not a UDP socket (one given in
 // Config), one datagram at a time.
-func (s *Server) serveUDPSimple(c net.PacketConn, st *stats) {
+func (s *Server) serveUDPSimple(c net.PacketConn, st *stats, gs *guardStats) {
 	buf := make([]byte, recvSize)
 	out := make([]byte, 0, s.cfg.UDPSize)
 	var backoff time.Duration
@@ -551,8 +556,7 @@ func (s *Server) serveUDPSimple(c net.PacketConn, st *stats) {
 		}
 		backoff = 0
 		start := time.Now()
-		reply, res := s.zone.Load().answer(out[:0], buf[:n], true)
-		st.record(res)
+		reply := s.guard.handle(s.zone.Load(), out[:0], buf[:n], udpSource(from), true, start, st, gs, false)
 		st.observe(time.Since(start), 1)
 		if reply != nil {
 			if _, err := c.WriteTo(reply, from); errors.Is(err, net.ErrClosed) {
@@ -564,7 +568,7 @@ func (s *Server) serveUDPSimple(c net.PacketConn, st *stats) {
 
 // serveTCP accepts connections until the listener is closed; each
 // connection's goroutine is added to wg.
-func (s *Server) serveTCP(l net.Listener, st *stats, wg *sync.WaitGroup) {
+func (s *Server) serveTCP(l net.Listener, st *stats, gs *guardStats, wg *sync.WaitGroup) {
 	slots := make(chan struct{}, s.cfg.MaxTCPConns)
 	var backoff time.Duration
 	for {
@@ -576,10 +580,18 @@ func (s *Server) serveTCP(l net.Listener, st *stats, wg *sync.WaitGroup) {
 			continue
 		}
 		backoff = 0
+		src := remoteAddr(c)
+		prefix, ok := s.tcpLim.admit(src, s.guard.millis(time.Now()))
+		if !ok {
+			c.Close()
+			continue
+		}
 		select {
 		case slots <- struct{}{}:
 		default:
+			s.tcpLim.refused[tcpRefusedTotal].Add(1)
 			s.log.Debug("tcp connection refused: at MaxTCPConns", "from", c.RemoteAddr())
+			s.tcpLim.done(prefix)
 			c.Close()
 			continue
 		}
@@ -602,17 +614,20 @@ func (s *Server) serveTCP(l net.Listener, st *stats, wg *sync.WaitGroup) {
 				s.mu.Unlock()
 				c.Close()
 				<-slots
+				s.tcpLim.done(prefix)
 			}()
-			s.serveConn(c, st)
+			s.serveConn(c, src, st, gs)
 		}()
 	}
 }
 
 // serveConn answers the queries of one TCP connection in order (RFC 7766
 // pipelining) until it closes or idles.
-func (s *Server) serveConn(c net.Conn, st *stats) {
+func (s *Server) serveConn(c net.Conn, src netip.Addr, st *stats, gs *guardStats) {
 	r := bufio.NewReaderSize(c, 4096)
-	query := make([]byte, tcpMax)
+	// Grown to the largest query the connection sends, so that an idle
+	// connection costs 4 KiB and not 64.
+	query := make([]byte, 512)
 	buf := make([]byte, 0, 4096)
 	var length [2]byte
 	for {
@@ -620,15 +635,19 @@ func (s *Server) serveConn(c net.Conn, st *stats) {
 			return
 		}
 		if _, err := io.ReadFull(r, length[:]); err != nil {
+			s.countTimeout(err)
 			return
 		}
 		n := int(binary.BigEndian.Uint16(length[:]))
+		if n > len(query) {
+			query = make([]byte, n)
+		}
 		if _, err := io.ReadFull(r, query[:n]); err != nil {
+			s.countTimeout(err)
 			return
 		}
 		start := time.Now()
-		reply, res := s.zone.Load().answer(buf[:0], query[:n], false)
-		st.record(res)
+		reply := s.guard.handle(s.zone.Load(), buf[:0], query[:n], src, false, start, st, gs, false)
 		st.observe(time.Since(start), 1)
 		if reply == nil {
 			continue
@@ -640,6 +659,7 @@ func (s *Server) serveConn(c net.Conn, st *stats) {
 		_ = c.SetWriteDeadline(time.Now().Add(s.cfg.TCPIdleTimeout))
 		bufs := net.Buffers{length[:], reply}
 		if _, err := bufs.WriteTo(c); err != nil {
+			s.countTimeout(err)
 			return
 		}
 	}
@@ -653,3 +673,20 @@ func (s *Server) Zone() Zone {
 	z.NameServers = slices.Clone(z.NameServers)
 	return z
 }
+
+// countTimeout counts a TCP connection ended by its deadline.
+func (s *Server) countTimeout(err error) {
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		s.tcpLim.timeouts.Add(1)
+	}
+}
+
+// udpSource is the client address of a UDP datagram, unmapped.
+func udpSource(a net.Addr) netip.Addr {
+	if u, ok := a.(*net.UDPAddr); ok {
+		return u.AddrPort().Addr().Unmap()
+	}
+	return netip.Addr{}
+}
+
+func (s *Server) unregister() { s.metrics.unregister(s.cfg.Registerer) }

@@ -2,6 +2,7 @@ package dnsd
 
 import (
 	"encoding/binary"
+	"slices"
 	"sync/atomic"
 
 	"github.com/miekg/dns"
@@ -102,6 +103,9 @@ type result struct {
 	rcode     int  // -1: no reply
 	truncated bool // a UDP answer with TC set
 	slow      bool // answered by the slow path
+	// nxname: a name that does not exist, answered NOERROR with compact
+	// denial (a DO query in a signed zone): RRL counts it as NXDOMAIN.
+	nxname bool
 }
 
 // answer writes the reply to query into buf (which it may outgrow) and
@@ -208,6 +212,7 @@ func (z *zone) fast(buf, q []byte, udp bool) (out []byte, res result, ok bool) {
 		out = append(out, 0xC0, headerLen)
 		out = append(out, d.tail...)
 		res.rcode = dns.RcodeSuccess
+		res.nxname = true
 	case n == nil:
 		out = appendHeader(out, q, 0x04, dns.RcodeNameError, 1, 1, 0)
 		out = append(out, q[headerLen:qEnd]...)
@@ -371,6 +376,7 @@ func (z *zone) slow(buf, q []byte, udp bool) ([]byte, result) {
 			return headerOnly(dns.RcodeFormatError)
 		}
 		m = z.respond(req, question, lowerWire(nb[:n]), true, opt != nil && opt.Do())
+		res.nxname = m.Rcode == dns.RcodeSuccess && deniesName(m.Ns)
 	}
 	m.CheckingDisabled = req.CheckingDisabled
 	if opt != nil {
@@ -387,4 +393,15 @@ func (z *zone) slow(buf, q []byte, udp bool) ([]byte, result) {
 	res.rcode = m.Rcode
 	res.truncated = m.Truncated
 	return out, res
+}
+
+// deniesName reports whether ns, the authority section of an answer, holds
+// the compact denial of a name that does not exist: an NSEC with NXNAME.
+func deniesName(ns []dns.RR) bool {
+	for _, rr := range ns {
+		if n, ok := rr.(*dns.NSEC); ok && slices.Contains(n.TypeBitMap, dns.TypeNXNAME) {
+			return true
+		}
+	}
+	return false
 }

@@ -18,6 +18,8 @@ const (
 	peerPort     = 7946
 	observerPort = 7950
 	dnsPort      = 53
+	// dnsMetricsPort serves dnsd's /metrics on the ns hosts.
+	dnsMetricsPort = 9153
 )
 
 // Plan is where every host of a scenario lives.

@@ -28,6 +28,9 @@ type RunConfig struct {
 	// Agent is the argv prefix that starts the lab's client process (it is
 	// given "agent" flags after it). If empty, this executable with "agent".
 	Agent []string
+	// Flood is the argv prefix that starts a dns-flood process (it is given
+	// "flood" flags after it). If empty, this executable with "flood".
+	Flood []string
 	// Unbound is the unbound binary. If empty, "unbound" on PATH.
 	Unbound string
 	// OutDir receives the report, the charts, one log per host and the
@@ -70,6 +73,7 @@ type runner struct {
 	rec     *recorder
 	pub     *publisher
 	agents  []*agentProc
+	floods  map[string]*Proc // dns-flood processes on the monitor host, by target
 	faults  []faultRecord
 	starved map[string]*starver // by node, while starve holds it
 }
@@ -152,6 +156,13 @@ func StartFarm(ctx context.Context, cfg RunConfig) (_ *Farm, err error) {
 			return nil, err
 		}
 		cfg.Agent = []string{self, "agent"}
+	}
+	if len(cfg.Flood) == 0 {
+		self, err := os.Executable()
+		if err != nil {
+			return nil, err
+		}
+		cfg.Flood = []string{self, "flood"}
 	}
 	s := cfg.Scenario
 	bins := []string{"pushd", "farmctl"}
@@ -245,7 +256,8 @@ func (r *runner) startFarm(ctx context.Context) error {
 		r.daemons[hostName] = &daemon{name: name, host: h, argv: argv}
 	}
 	for _, o := range r.plan.NS {
-		add(o.Name, "dnsd", filepath.Join(r.cfg.BinDir, "dnsd"), "--config", farmFile, "--name", o.Name)
+		add(o.Name, "dnsd", filepath.Join(r.cfg.BinDir, "dnsd"), "--config", farmFile, "--name", o.Name,
+			"--metrics", netip.AddrPortFrom(o.Addr, dnsMetricsPort).String())
 	}
 	for _, n := range r.plan.Nodes {
 		add(n.Name, "pushd", filepath.Join(r.cfg.BinDir, "pushd"), "--config", farmFile, "--node", n.Name)
@@ -590,6 +602,28 @@ func (r *runner) fault(st Step) error {
 		return r.startDaemon(d)
 	case "link-down", "dns-down":
 		return h.LinkDown()
+	case "dns-flood":
+		if r.floods == nil {
+			r.floods = map[string]*Proc{}
+		}
+		if r.floods[st.Target] != nil {
+			return fmt.Errorf("%s is already flooded", st.Target)
+		}
+		argv := append(append([]string(nil), r.cfg.Flood...), "--target", netip.AddrPortFrom(h.Addr, dnsPort).String(), "--rate", fmt.Sprint(st.Rate))
+		p, err := r.mon.Start("flood-"+st.Target, argv, nil)
+		if err != nil {
+			return err
+		}
+		r.floods[st.Target] = p
+		return nil
+	case "dns-unflood":
+		p := r.floods[st.Target]
+		if p == nil {
+			return fmt.Errorf("%s is not flooded", st.Target)
+		}
+		delete(r.floods, st.Target)
+		p.Stop(syscall.SIGTERM, 5*time.Second) // it writes its figures to the monitor's log
+		return nil
 	case "link-up", "dns-up":
 		return h.LinkUp()
 	case "cut", "heal":
@@ -670,6 +704,21 @@ func (r *runner) saveMetrics() {
 		body, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
 		resp.Body.Close()
 		_ = os.WriteFile(filepath.Join(r.cfg.OutDir, "metrics", n.Name+".txt"), body, 0o644)
+	}
+	// dnsd's: what response rate limiting and cookies did.
+	for _, n := range r.plan.NS {
+		resp, err := r.monHTTP.Get("http://" + netip.AddrPortFrom(n.Addr, dnsMetricsPort).String() + "/metrics")
+		if err != nil {
+			continue
+		}
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+		resp.Body.Close()
+		_ = os.WriteFile(filepath.Join(r.cfg.OutDir, "metrics", n.Name+".txt"), body, 0o644)
+		for _, line := range strings.Split(string(body), "\n") {
+			if strings.HasPrefix(line, "farmlb_dnsd_rrl_dropped_total ") || strings.HasPrefix(line, "farmlb_dnsd_rrl_slipped_total ") {
+				r.progress("%s: %s", n.Name, line)
+			}
+		}
 	}
 }
 

@@ -108,7 +108,8 @@ type Step struct {
 	Peer   string
 	// OneWay cuts only Target → Peer (a cut is both ways by default).
 	OneWay bool
-	// Rate is the squeeze's bytes per second.
+	// Rate is the squeeze's bytes per second, or dns-flood's queries per
+	// second.
 	Rate uint64
 }
 
@@ -159,6 +160,10 @@ var Faults = map[string]string{
 	"check-ok":   "make the target node's health check pass again",
 	"starve":     "starve the target's pushd of CPU: SIGSTOP and SIGCONT in turn, running 150 ms of every 850 ms",
 	"unstarve":   "undo starve",
+
+	// A flood comes from the monitor host, a process of its own (testbed flood).
+	"dns-flood":   "flood a dnsd host (ns1 or ns2) from the monitor host with TXT _farm queries (EDNS0), rate queries/s (default 5000)",
+	"dns-unflood": "stop the flood of that dnsd host",
 }
 
 // faultNames lists Faults in order, for error messages.
@@ -432,7 +437,7 @@ func ParseScenario(data []byte) (*Scenario, error) {
 			}
 			isDNS := st.Target == "ns1" || st.Target == "ns2"
 			switch st.Fault {
-			case "dns-down", "dns-up":
+			case "dns-down", "dns-up", "dns-flood", "dns-unflood":
 				if !isDNS {
 					bad(key+".target", "%s needs ns1 or ns2, not %q", st.Fault, st.Target)
 				}

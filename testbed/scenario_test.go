@@ -15,7 +15,7 @@ func TestShippedScenariosParse(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"dns-failover", "failover", "flash-crowd", "hang", "health", "overload", "partition", "rejoin", "rolling-restart"}
+	want := []string{"dns-failover", "dns-flood", "failover", "flash-crowd", "hang", "health", "overload", "partition", "rejoin", "rolling-restart"}
 	if len(files) != len(want) {
 		t.Fatalf("scenario files %v, want %v", files, want)
 	}
@@ -175,4 +175,35 @@ func TestHealthReachesTheFarmFile(t *testing.T) {
 	if _, err := ParseScenario([]byte(y + "  dns: {}\nexpect: {window_kept_min: {nobody: 1}}\n")); err == nil {
 		t.Error("a repeated expect or an unknown node in window_kept_min was accepted")
 	}
+}
+
+// TestFloodSteps checks the dns-flood steps: on ns1 or ns2 only.
+func TestFloodSteps(t *testing.T) {
+	s, err := LoadScenario(filepath.Join("scenarios", "dns-flood.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	floods := 0
+	for _, st := range s.Timeline {
+		if st.Fault == "dns-flood" {
+			floods++
+			if st.Rate != 5000 {
+				t.Errorf("flood of %s at %d q/s, want 5000", st.Target, st.Rate)
+			}
+		}
+	}
+	if floods != 2 {
+		t.Errorf("%d floods, want ns1 and ns2", floods)
+	}
+	bad := strings.Replace(string(must(os.ReadFile(filepath.Join("scenarios", "dns-flood.yaml")))), "target: ns1, rate", "target: serverA, rate", 1)
+	if _, err := ParseScenario([]byte(bad)); err == nil || !strings.Contains(err.Error(), "dns-flood needs ns1 or ns2") {
+		t.Errorf("a flood of a pushd node: %v, want refused", err)
+	}
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
 }

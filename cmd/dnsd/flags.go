@@ -47,6 +47,7 @@ func flags() []cli.Flag {
 		&cli.StringFlag{Name: "log-format", Usage: "text or json", Value: "text", EnvVars: env("LOG_FORMAT")},
 		&cli.BoolFlag{Name: "print-zone", Usage: "print the zone as a master file and exit (e.g. to load the same records into another server)", EnvVars: env("PRINT_ZONE")},
 	}
+	fs = append(fs, limitFlags()...)
 	fs = append(fs, dnssecFlags()...)
 	def := dnsd.DefaultTTLs()
 	for _, t := range ttlFlags {

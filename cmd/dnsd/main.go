@@ -30,6 +30,12 @@ func newApp(stdout, stderr io.Writer) *cli.App {
   <zone>                  SOA and NS (with glue)
 Other names in the zone are NXDOMAIN, names outside it REFUSED.
 
+For a public address, response rate limiting (200 UDP answers a second per
+client /24 and kind of answer, every 2nd one over it truncated), DNS cookies
+(RFC 7873/9018; give every dnsd of the farm the same secret) and TCP limits
+per client prefix are on by default; the farm file's dns: rrl, cookies and
+tcp keys set them, and so do the flags below.
+
 In mesh mode the failure-detection timers come from the farm file's mesh:
 section, as in every member of the farm (no flag overrides them).
 

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,6 +22,9 @@ import (
 	"github.com/farmlb/farmlb/internal/racebuild"
 	"github.com/miekg/dns"
 	"go.uber.org/goleak"
+
+	"github.com/farmlb/farmlb/config"
+	"github.com/farmlb/farmlb/dnsd"
 )
 
 func TestMain(m *testing.M) {
@@ -75,6 +79,11 @@ func TestUsage(t *testing.T) {
 		{"bad --ns address", []string{"--zone", "z.test", "--list", list, "--ns", "ns1=not-an-ip", "--print-zone"}, 2, "not an IP address"},
 		{"sub-second TTL", []string{"--zone", "z.test", "--list", list, "--ttl-service", "500ms", "--print-zone"}, 2, "whole seconds"},
 		{"bad log level", []string{"--zone", "z.test", "--list", list, "--log-level", "loud"}, 2, "--log-level"},
+		{"negative RRL rate", []string{"--zone", "z.test", "--list", list, "--rrl-rate", "-1", "--print-zone"}, 2, "--rrl-rate -1: out of range 0..1000000"},
+		{"RRL prefix too long", []string{"--zone", "z.test", "--list", list, "--rrl-ipv4-prefix", "33", "--print-zone"}, 2, "--rrl-ipv4-prefix 33"},
+		{"bad allow prefix", []string{"--zone", "z.test", "--list", list, "--rrl-allow", "10.0.0.1", "--print-zone"}, 2, "not a prefix"},
+		{"short cookie secret", []string{"--zone", "z.test", "--list", list, "--cookie-secret", "abcd", "--print-zone"}, 2, "--cookie-secret: want 32 hexadecimal digits"},
+		{"TCP idle timeout", []string{"--zone", "z.test", "--list", list, "--tcp-idle-timeout", "1ms", "--print-zone"}, 2, "--tcp-idle-timeout 1ms"},
 		{"missing list file", []string{"--zone", "z.test", "--list", "/nonexistent/farm.txt"}, 1, "no such file"},
 		{"bad zone", []string{"--zone", "bad zone", "--list", list, "--print-zone"}, 1, "not a domain name"},
 		{"missing farm file", []string{"--config", "/nonexistent/farm.yaml", "--name", "ns1"}, 1, "no such file"},
@@ -312,5 +321,26 @@ func TestProcessReloadAndStop(t *testing.T) {
 	if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
 		c.Close()
 		t.Error("still listening on TCP after exit")
+	}
+}
+
+// TestLimitsFromFarm checks how the farm file's rrl, cookies and tcp keys
+// land in dnsd's config: 0 turns RRL off and slip never, as in NSD.
+func TestLimitsFromFarm(t *testing.T) {
+	zero, three := 0, 3
+	f := &config.Farm{}
+	f.DNS.RRL = config.DNSRRL{Rate: &zero, Slip: &three, IPv4Prefix: 32, Allow: []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")}}
+	f.DNS.Cookies = config.DNSCookies{Secret: "e5e973e5a6b2a43f48e7dc849e37bfcf", Previous: []string{"dd3bdf9344b678b185a6f5cb60fca715"}}
+	f.DNS.TCP = config.DNSTCP{MaxPerPrefix: 5, IdleTimeout: 3 * time.Second}
+	cfg := dnsd.DefaultConfig()
+	limitsFromFarm(f, &cfg)
+	if cfg.RRL.Rate != -1 || cfg.RRL.Slip != 3 || cfg.RRL.IPv4Prefix != 32 || cfg.RRL.IPv6Prefix != 56 || len(cfg.RRL.Allow) != 1 {
+		t.Errorf("RRL %+v: want off (-1), slip 3, /32, /56, one allowed prefix", cfg.RRL)
+	}
+	if cfg.Cookies.Secret[0] != 0xe5 || len(cfg.Cookies.Previous) != 1 || cfg.Cookies.Previous[0][0] != 0xdd {
+		t.Errorf("cookies %+v", cfg.Cookies)
+	}
+	if cfg.MaxTCPConnsPerPrefix != 5 || cfg.TCPIdleTimeout != 3*time.Second || cfg.MaxTCPConns != 1000 {
+		t.Errorf("TCP: per prefix %d, idle %v, total %d", cfg.MaxTCPConnsPerPrefix, cfg.TCPIdleTimeout, cfg.MaxTCPConns)
 	}
 }

@@ -132,6 +132,7 @@ func run(c *cli.Context) error {
 		if cfg.Zone.Keys, err = zoneKeys(c, f); err != nil {
 			return err
 		}
+		limitsFromFarm(f, &cfg)
 		// An observer cut off from the mesh sees every node DOWN: keep
 		// answering from the last table that had an UP server.
 		cfg.HoldLastUp = true
@@ -164,11 +165,18 @@ func run(c *cli.Context) error {
 			if z.Keys, err = zoneKeys(c, f); err != nil {
 				return err
 			}
+			if !c.IsSet("cookie-secret") && !c.IsSet("cookie-previous") {
+				ck := cookiesFromFarm(f)
+				srv.SetCookieSecrets(ck.Secret, ck.Previous)
+			}
 			return srv.SetZone(z)
 		}
 	}
 	if c.IsSet("listen") {
 		cfg.Listen = c.String("listen")
+	}
+	if err := applyLimitFlags(c, &cfg); err != nil {
+		return err
 	}
 
 	srv, err = dnsd.New(cfg)

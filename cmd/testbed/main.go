@@ -100,6 +100,7 @@ runtime error or a failed scenario, 2 a usage error.`,
 				},
 			},
 			agentCommand(),
+			floodCommand(),
 		},
 	}
 	// Bad flags are usage errors (exit 2), like bad arguments.

@@ -201,3 +201,21 @@ func agentCommand() *cli.Command {
 		},
 	}
 }
+
+func floodCommand() *cli.Command {
+	return &cli.Command{
+		Name:   "flood",
+		Usage:  "(run by the lab on the monitor host for dns-flood) TXT _farm queries at a dnsd host until SIGTERM, then one line of figures",
+		Hidden: true,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "target", Required: true, EnvVars: []string{"FARMLB_FLOOD_TARGET"}, Usage: "the dnsd host, `HOST:PORT`"},
+			&cli.IntFlag{Name: "rate", EnvVars: []string{"FARMLB_FLOOD_RATE"}, Usage: "queries a second (0: 5000)"},
+		},
+		Action: func(c *cli.Context) error {
+			if c.Int("rate") < 0 {
+				return cliutil.Usage("--rate %d is negative", c.Int("rate"))
+			}
+			return testbed.FloodMain(c.Context, testbed.FloodConfig{Target: c.String("target"), Rate: c.Int("rate")}, c.App.Writer)
+		},
+	}
+}

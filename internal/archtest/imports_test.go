@@ -114,7 +114,7 @@ var allowedImports = map[string][]string{
 	"config":    {"farm", "go.yaml.in/yaml/v3"},
 	"peerlink":  {"farm", "config", "github.com/quic-go/quic-go", "github.com/prometheus/client_golang"},
 	"pushd":     {"farm", "peerlink", "webclient", "github.com/prometheus/client_golang", "golang.org/x/sys"},
-	"dnsd":      {"farm", "peerlink", "github.com/miekg/dns", "github.com/prometheus/client_golang", "golang.org/x/net", "golang.org/x/sys"},
+	"dnsd":      {"farm", "peerlink", "github.com/miekg/dns", "github.com/prometheus/client_golang", "golang.org/x/net", "golang.org/x/sys", "github.com/dchest/siphash"},
 	"clientlib": {"farm", "github.com/miekg/dns"},
 	"webclient": {},
 	"testbed":   {"farm", "clientlib", "internal/proc", "github.com/vishvananda/netlink", "github.com/vishvananda/netns", "github.com/miekg/dns", "go.yaml.in/yaml/v3", "golang.org/x/sys"},
