@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"image/png"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -26,16 +25,7 @@ import (
 // test's temporary folder (or FARMLB_SCREENSHOT_DIR), and its pixels must
 // show the DOWN red and the UP green.
 func TestDashboardChart(t *testing.T) {
-	chromium, err := exec.LookPath("chromium")
-	if err == nil {
-		_, err = os.Stat("e2e/node_modules/playwright-core")
-	}
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("browser test cannot run: %v", err)
-		}
-		t.Skipf("chromium or playwright-core missing (make test installs them): %v", err)
-	}
+	chromium := needBrowser(t)
 	names := []string{"serverA", "serverB", "serverC"}
 	f := farmtest.Start(t, farmtest.Options{Nodes: []farmtest.NodeSpec{{Name: "serverA"}, {Name: "serverB"}, {Name: "serverC"}}})
 	f.WaitUp(15 * time.Second)

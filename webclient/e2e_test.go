@@ -20,17 +20,7 @@ import (
 // no gap and no duplicate. It also takes a screenshot of the dashboard (into
 // the test's temporary folder, or FARMLB_SCREENSHOT_DIR).
 func TestBrowserFailover(t *testing.T) {
-	chromium, err := exec.LookPath("chromium")
-	if err == nil {
-		_, err = os.Stat("e2e/node_modules/playwright-core")
-	}
-	if err != nil {
-		// make test installs both; only a bare `go test` may lack them.
-		if os.Getenv("CI") != "" {
-			t.Fatalf("browser test cannot run: %v", err)
-		}
-		t.Skipf("chromium or playwright-core missing (make test installs them): %v", err)
-	}
+	chromium := needBrowser(t)
 	f := farmtest.Start(t, farmtest.Options{Nodes: []farmtest.NodeSpec{{Name: "serverA"}, {Name: "serverB"}, {Name: "serverC"}}})
 	f.WaitUp(15 * time.Second)
 
@@ -129,6 +119,26 @@ type driver struct {
 	cmd *exec.Cmd
 	in  *json.Encoder
 	out *bufio.Scanner
+}
+
+// needBrowser returns Chromium's path, or ends the test when Chromium,
+// playwright-core or one of the other npm modules named is missing: it fails
+// under CI (make test installs them all) and is skipped by a bare go test.
+func needBrowser(t *testing.T, modules ...string) string {
+	t.Helper()
+	chromium, err := exec.LookPath("chromium")
+	for _, m := range append([]string{"playwright-core"}, modules...) {
+		if err == nil {
+			_, err = os.Stat(filepath.Join("e2e/node_modules", m))
+		}
+	}
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("browser test cannot run: %v", err)
+		}
+		t.Skipf("chromium or an npm module missing (make test installs them): %v", err)
+	}
+	return chromium
 }
 
 func startDriver(t *testing.T, chromium string) *driver {

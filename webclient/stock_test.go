@@ -208,19 +208,7 @@ func waitFor(t *testing.T, what string, timeout time.Duration, ok func() bool) {
 // and gets exactly what it missed. A second npm client resumes on the other
 // node directly from an id in the middle, with a Last-Event-ID header.
 func TestStockEventSource(t *testing.T) {
-	chromium, err := exec.LookPath("chromium")
-	if err == nil {
-		_, err = os.Stat("e2e/node_modules/playwright-core")
-	}
-	if err == nil {
-		_, err = os.Stat("e2e/node_modules/eventsource")
-	}
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("stock EventSource test cannot run: %v", err)
-		}
-		t.Skipf("chromium, playwright-core or eventsource missing (make test installs them): %v", err)
-	}
+	chromium := needBrowser(t, "eventsource")
 	f := farmtest.Start(t, farmtest.Options{Nodes: []farmtest.NodeSpec{{Name: "serverA"}, {Name: "serverB"}}})
 	f.WaitUp(15 * time.Second)
 	host := func(u string) string { return strings.TrimPrefix(u, "http://") }
