@@ -57,51 +57,10 @@ go build -trimpath -o "$work/dnsload" ./bench/dnsload
   done
 } >"$work/farm.txt"
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+. "$(dirname "$0")/dnslib.sh"
 
 "$work/dnsd" --zone "$ZONE" --list "$work/farm.txt" --print-zone 2>/dev/null >"$work/$ZONE.zone"
-nsd_conf() { # NAME PORT RATE
-  cat >"$work/$1.conf" <<EOF
-server:
-  ip-address: 127.0.0.1@$2
-  server-count: 2
-  reuseport: yes
-  minimal-responses: yes
-  username: ""
-  chroot: ""
-  zonesdir: "$work"
-  database: ""
-  zonelistfile: "$work/$1.zone.list"
-  xfrdfile: "$work/$1.xfrd.state"
-  xfrdir: "$work"
-  pidfile: "$work/$1.pid"
-  verbosity: 0
-  hide-version: yes
-  rrl-ratelimit: $3
-  rrl-slip: 2
-  rrl-ipv4-prefix-length: 24
-  rrl-ipv6-prefix-length: 56
-  rrl-whitelist-ratelimit: $((2 * $3))
-remote-control:
-  control-enable: no
-zone:
-  name: $ZONE
-  zonefile: $ZONE.zone
-EOF
-  nsd-checkconf "$work/$1.conf"
-}
 
-descendants() {
-  local p
-  for p in $(pgrep -P "$1" || true); do echo "$p"; descendants "$p"; done
-}
-cpu_ticks() {
-  local total=0 p
-  for p in $1 $(descendants "$1"); do
-    [ -r "/proc/$p/stat" ] && total=$((total + $(awk '{sub(/^.*\) /, ""); print $12 + $13}' "/proc/$p/stat")))
-  done
-  echo "$total"
-}
 # rss_kib PID: resident set of PID and its descendants, KiB (NSD's forked
 # servers share pages with their parent, so its sum overstates it).
 rss_kib() {
